@@ -1,0 +1,43 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+// Dependencies point one way:
+// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- SteleSim <- executables
+let package = Package(
+    name: "Stele",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "stele-sim", targets: ["stele-sim"]),
+        .executable(name: "stele-check", targets: ["stele-check"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CSodium",
+            pkgConfig: "libsodium",
+            providers: [.apt(["libsodium-dev"])]
+        ),
+        .target(name: "SteleCrypto", dependencies: ["CSodium"]),
+        .target(name: "SteleCore", dependencies: ["SteleCrypto"]),
+        .target(name: "PBFT", dependencies: ["SteleCore"]),
+        .target(name: "SteleLedger", dependencies: ["SteleCore"]),
+        .target(name: "SteleAudit", dependencies: ["SteleCore", "SteleLedger"]),
+        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAudit"]),
+        .executableTarget(
+            name: "stele-sim",
+            dependencies: ["SteleSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .executableTarget(
+            name: "stele-check",
+            dependencies: ["SteleAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto"]),
+        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore"]),
+        .testTarget(name: "PBFTTests", dependencies: ["PBFT"]),
+        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),
+        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger"]),
+        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim"]),
+    ]
+)

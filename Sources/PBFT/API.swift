@@ -1,0 +1,152 @@
+import SteleCore
+import SteleCrypto
+
+// The consensus core's contract with its shell (SteleNode) and the simulator (SteleSim).
+//
+// The core is a value: `mutating func handle(_ event: Event) -> [Action]`. It performs no I/O,
+// reads no clock and draws no randomness; time arrives as `.tick` events. Signatures on
+// incoming messages are checked by the shell (SignatureVerifier, nested ones included) before
+// the event is handed in; the core re-checks quorum shapes. The core signs its own messages
+// with the ReplicaSigner it was given (Ed25519 signing is deterministic).
+//
+// Ordering contract of the returned actions: the shell performs them in order, and every
+// `.persist` must be durable before any later action in the same list is performed. The shell
+// may group-commit all `.persist` records of one list with one fsync, as long as that fsync
+// completes before the first `.send`/`.broadcast`/`.reply` that follows them. `.commit` blocks
+// are appended (and made durable) to the ledger before any `.reply` that follows them.
+
+/// Something that happened to a replica.
+public enum Event: Sendable {
+    /// A message from replica `from` whose signatures (nested ones included) were verified.
+    /// `from` is the authenticated transport peer; the core also checks it equals the signer.
+    case message(Message, from: ReplicaID)
+    /// A client REQUEST whose signature was verified (received directly from a client).
+    case clientRequest(Request)
+    /// One logical tick of time passed.
+    case tick
+}
+
+/// Something the shell must do for the core.
+public enum Action: Sendable, Equatable {
+    /// Make these records durable before performing any later action of the same list.
+    case persist([PersistRecord])
+    /// Send to one replica.
+    case send(Message, to: ReplicaID)
+    /// Send to every other replica.
+    case broadcast(Message)
+    /// Append this block to the ledger (durably) — heights strictly increasing by one.
+    case commit(CertifiedBlock)
+    /// Deliver this signed reply to the client named in it.
+    case reply(Reply)
+}
+
+/// What the core needs to remember across a crash so that it never signs a message that
+/// conflicts with one it signed before. Records are appended to a write-ahead log; on
+/// restart the shell hands the whole log back in `RecoveryState.records`.
+public enum PersistRecord: Sendable, Equatable {
+    /// The replica entered (or is changing to) `view`; `inViewChange` when it sent VIEW-CHANGE
+    /// for it and has not seen a valid NEW-VIEW yet.
+    case view(View, inViewChange: Bool)
+    /// The replica accepted (or, as primary, sent) this PRE-PREPARE for (view, sequence).
+    case prePrepare(PrePrepare)
+    /// The replica sent PREPARE or COMMIT for (view, sequence, digest).
+    case vote(Vote)
+    /// The replica holds a prepared certificate for (view, sequence).
+    case prepared(PreparedCertificate)
+    /// The replica sent this VIEW-CHANGE.
+    case viewChange(ViewChange)
+    /// A stable checkpoint; everything at or below its sequence may be forgotten.
+    case stableCheckpoint(CheckpointCertificate)
+}
+
+/// What a restarted replica recovers from disk before it handles any event.
+public struct RecoveryState: Sendable {
+    /// The ledger's committed blocks (or at least the suffix above the stable checkpoint, plus
+    /// the client table below it) — the core rebuilds last-executed, the chain head and the
+    /// per-client exactly-once table from them.
+    public var ledgerHead: LedgerHead
+    /// The write-ahead log of PersistRecords, oldest first.
+    public var records: [PersistRecord]
+
+    public init(ledgerHead: LedgerHead, records: [PersistRecord]) {
+        self.ledgerHead = ledgerHead
+        self.records = records
+    }
+}
+
+/// The executed state the ledger implies.
+public struct LedgerHead: Sendable, Equatable {
+    /// Height of the last block in the ledger (0 = only genesis).
+    public var height: SequenceNumber
+    /// Hash of that block (the genesis hash at height 0).
+    public var hash: Digest
+    /// For each client: the last executed timestamp and the reply it got (height, block hash).
+    public var clients: [PublicKey: ClientRecord]
+
+    public init(height: SequenceNumber, hash: Digest, clients: [PublicKey: ClientRecord]) {
+        self.height = height
+        self.hash = hash
+        self.clients = clients
+    }
+
+    /// The head of an empty ledger.
+    public static func genesis(_ config: ClusterConfig) -> LedgerHead {
+        LedgerHead(height: .genesis, hash: config.genesis.hash, clients: [:])
+    }
+
+    /// Applies one committed block (the shell calls this while replaying its ledger).
+    public mutating func apply(_ block: CertifiedBlock) {
+        precondition(block.height == height.next, "ledger blocks apply in height order")
+        precondition(block.prevHash == hash, "ledger blocks chain")
+        let blockHash = block.hash
+        for request in block.batch {
+            var record = clients[request.client] ?? ClientRecord()
+            guard case .new = record.status(of: request.timestamp) else { continue }
+            record.record(timestamp: request.timestamp, result: Reply.Result(height: block.height, blockHash: blockHash))
+            clients[request.client] = record
+        }
+        height = block.height
+        hash = blockHash
+    }
+}
+
+/// One client's exactly-once state. Clients may pipeline requests, so this is a window rather
+/// than a single "last timestamp": a request is new if its timestamp is above
+/// `highestTimestamp - windowSize` and was not executed; executed ones in the window keep their
+/// result so a retransmission gets the cached reply; anything older counts as executed.
+public struct ClientRecord: Sendable, Equatable {
+    public static let windowSize: UInt64 = 1024
+
+    public enum Status: Equatable, Sendable {
+        /// Never executed: may be ordered.
+        case new
+        /// Executed with this result: answer with the cached reply.
+        case executed(Reply.Result)
+        /// Below the window: treated as executed, its reply is no longer cached.
+        case tooOld
+    }
+
+    public private(set) var highestTimestamp: UInt64 = 0
+    public private(set) var recent: [UInt64: Reply.Result] = [:]
+
+    public init() {}
+
+    public func status(of timestamp: UInt64) -> Status {
+        if let result = recent[timestamp] { return .executed(result) }
+        if highestTimestamp >= ClientRecord.windowSize, timestamp <= highestTimestamp - ClientRecord.windowSize { return .tooOld }
+        return .new
+    }
+
+    public mutating func record(timestamp: UInt64, result: Reply.Result) {
+        precondition(status(of: timestamp) == .new, "a request executes at most once")
+        recent[timestamp] = result
+        if timestamp > highestTimestamp {
+            highestTimestamp = timestamp
+            // Prune in bulk, amortised: only when the table holds twice the window.
+            if highestTimestamp >= ClientRecord.windowSize, recent.count > 2 * Int(ClientRecord.windowSize) {
+                let floor = highestTimestamp - ClientRecord.windowSize
+                recent = recent.filter { $0.key > floor }
+            }
+        }
+    }
+}

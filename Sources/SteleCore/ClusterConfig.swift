@@ -1,0 +1,202 @@
+import Foundation
+import SteleCrypto
+
+/// Why a cluster configuration is unusable.
+public struct ConfigError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: Equatable, Sendable {
+        case tooFewReplicas(n: Int, f: Int)
+        case duplicateReplicaID(ReplicaID)
+        case duplicatePublicKey(ReplicaID, ReplicaID)
+        case replicaIDsNotContiguous
+        case invalidParameter(name: String, reason: String)
+        case malformed(reason: String)
+        case unreadable(reason: String)
+    }
+    public let code: Code
+    public let source: String
+
+    public init(_ code: Code, source: String = "cluster config") {
+        self.code = code
+        self.source = source
+    }
+
+    public var description: String {
+        switch code {
+        case .tooFewReplicas(let n, let f):
+            return "\(source): n = \(n) replicas cannot tolerate f = \(f) Byzantine faults; PBFT needs n >= 3f+1 = \(3 * f + 1)"
+        case .duplicateReplicaID(let id):
+            return "\(source): replica id \(id.value) appears twice"
+        case .duplicatePublicKey(let a, let b):
+            return "\(source): replicas \(a.value) and \(b.value) share one public key"
+        case .replicaIDsNotContiguous:
+            return "\(source): replica ids must be exactly 0 ..< n"
+        case .invalidParameter(let name, let reason):
+            return "\(source): \(name): \(reason)"
+        case .malformed(let reason):
+            return "\(source): malformed: \(reason)"
+        case .unreadable(let reason):
+            return "\(source): cannot read: \(reason)"
+        }
+    }
+}
+
+/// Protocol parameters every replica must share.
+public struct ProtocolParameters: Hashable, Sendable, Codable {
+    /// K: a checkpoint every K sequence numbers.
+    public var checkpointInterval: UInt64 = 16
+    /// L: sequences accepted are h < s <= h + L. Must be a multiple of K, at least 2K.
+    public var watermarkWindow: UInt64 = 64
+    /// Most requests in one batch.
+    public var batchSizeMax: Int = 256
+    /// Most batches the primary keeps in flight (proposed, not yet executed).
+    public var pipelineDepthMax: Int = 32
+    /// Ticks a backup waits for a pending request to execute before starting a view change;
+    /// doubled per unsuccessful view change.
+    public var viewChangeTimeoutTicks: UInt64 = 40
+    /// Upper bound on the doubled view-change timeout.
+    public var viewChangeTimeoutTicksMax: UInt64 = 40 * 64
+    /// Ticks between retransmissions of unanswered protocol messages.
+    public var retransmitTicks: UInt64 = 10
+
+    public init() {}
+}
+
+public struct ReplicaEndpoint: Hashable, Sendable {
+    public let id: ReplicaID
+    public let host: String
+    public let port: UInt16
+    public let publicKey: PublicKey
+
+    public init(id: ReplicaID, host: String, port: UInt16, publicKey: PublicKey) {
+        self.id = id
+        self.host = host
+        self.port = port
+        self.publicKey = publicKey
+    }
+}
+
+/// The cluster: its id, f, and every replica. n = replicas.count >= 3f+1 is enforced.
+public struct ClusterConfig: Hashable, Sendable {
+    public let cluster: ClusterID
+    public let f: Int
+    public let replicas: [ReplicaEndpoint]
+    public let parameters: ProtocolParameters
+
+    public init(cluster: ClusterID, f: Int, replicas: [ReplicaEndpoint], parameters: ProtocolParameters = ProtocolParameters()) throws(ConfigError) {
+        let sorted = replicas.sorted { $0.id < $1.id }
+        self.cluster = cluster
+        self.f = f
+        self.replicas = sorted
+        self.parameters = parameters
+        try validate()
+    }
+
+    public var n: Int { replicas.count }
+    /// 2f + 1.
+    public var quorum: Int { 2 * f + 1 }
+    /// f + 1: enough matching replies or view changes to include one correct replica.
+    public var weakQuorum: Int { f + 1 }
+
+    public func primary(of view: View) -> ReplicaID { ReplicaID(UInt16(view.value % UInt64(n))) }
+    public func isMember(_ id: ReplicaID) -> Bool { Int(id.value) < n }
+    public func publicKey(of id: ReplicaID) -> PublicKey? { isMember(id) ? replicas[Int(id.value)].publicKey : nil }
+    public var replicaIDs: [ReplicaID] { replicas.map(\.id) }
+
+    public var genesis: Genesis {
+        Genesis(cluster: cluster, f: UInt16(f), members: replicas.map { Genesis.Member(id: $0.id, publicKey: $0.publicKey) })
+    }
+
+    func validate() throws(ConfigError) {
+        guard f >= 0, n >= 3 * f + 1 else { throw ConfigError(.tooFewReplicas(n: n, f: f)) }
+        var seenIDs = Set<ReplicaID>()
+        var seenKeys = [PublicKey: ReplicaID]()
+        for replica in replicas {
+            guard seenIDs.insert(replica.id).inserted else { throw ConfigError(.duplicateReplicaID(replica.id)) }
+            if let other = seenKeys[replica.publicKey] { throw ConfigError(.duplicatePublicKey(other, replica.id)) }
+            seenKeys[replica.publicKey] = replica.id
+        }
+        guard replicas.enumerated().allSatisfy({ Int($1.id.value) == $0 }) else { throw ConfigError(.replicaIDsNotContiguous) }
+        let k = parameters.checkpointInterval
+        let window = parameters.watermarkWindow
+        guard k >= 1 else { throw ConfigError(.invalidParameter(name: "checkpointInterval", reason: "must be at least 1")) }
+        guard window >= 2 * k, window % k == 0 else {
+            throw ConfigError(.invalidParameter(name: "watermarkWindow", reason: "must be a multiple of checkpointInterval and at least twice it"))
+        }
+        guard parameters.batchSizeMax >= 1 else { throw ConfigError(.invalidParameter(name: "batchSizeMax", reason: "must be at least 1")) }
+        guard parameters.pipelineDepthMax >= 1 else { throw ConfigError(.invalidParameter(name: "pipelineDepthMax", reason: "must be at least 1")) }
+        guard parameters.viewChangeTimeoutTicks >= 1, parameters.viewChangeTimeoutTicksMax >= parameters.viewChangeTimeoutTicks else {
+            throw ConfigError(.invalidParameter(name: "viewChangeTimeoutTicks", reason: "must be at least 1 and at most viewChangeTimeoutTicksMax"))
+        }
+    }
+
+    /// The largest cluster the codec accepts.
+    public static let replicasMax = 256
+}
+
+// MARK: - JSON (cluster.json)
+
+extension ClusterConfig {
+    struct FileReplica: Codable {
+        var id: UInt16
+        var host: String
+        var port: UInt16
+        var publicKey: String
+    }
+
+    struct File: Codable {
+        var formatVersion: Int
+        var clusterID: String
+        var f: Int
+        var replicas: [FileReplica]
+        var parameters: ProtocolParameters?
+    }
+
+    public static let fileFormatVersion = 1
+
+    public func jsonData() -> Data {
+        let file = File(
+            formatVersion: ClusterConfig.fileFormatVersion, clusterID: cluster.hex, f: f,
+            replicas: replicas.map { FileReplica(id: $0.id.value, host: $0.host, port: $0.port, publicKey: $0.publicKey.hex) },
+            parameters: parameters)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        return try! encoder.encode(file)
+    }
+
+    public static func fromJSON(_ data: Data, source: String = "cluster config") throws(ConfigError) -> ClusterConfig {
+        let file: File
+        do {
+            file = try JSONDecoder().decode(File.self, from: data)
+        } catch {
+            throw ConfigError(.malformed(reason: "\(error)"), source: source)
+        }
+        guard file.formatVersion == fileFormatVersion else {
+            throw ConfigError(.malformed(reason: "formatVersion \(file.formatVersion) is not \(fileFormatVersion)"), source: source)
+        }
+        guard let cluster = ClusterID(hex: file.clusterID) else {
+            throw ConfigError(.malformed(reason: "clusterID must be 32 hex characters"), source: source)
+        }
+        guard file.replicas.count <= replicasMax else {
+            throw ConfigError(.malformed(reason: "more than \(replicasMax) replicas"), source: source)
+        }
+        var endpoints = [ReplicaEndpoint]()
+        for replica in file.replicas {
+            guard let key = PublicKey(hex: replica.publicKey) else {
+                throw ConfigError(.malformed(reason: "replica \(replica.id): publicKey must be 64 hex characters"), source: source)
+            }
+            endpoints.append(ReplicaEndpoint(id: ReplicaID(replica.id), host: replica.host, port: replica.port, publicKey: key))
+        }
+        do {
+            return try ClusterConfig(cluster: cluster, f: file.f, replicas: endpoints, parameters: file.parameters ?? ProtocolParameters())
+        } catch {
+            throw ConfigError(error.code, source: source)
+        }
+    }
+
+    public static func load(path: String) throws(ConfigError) -> ClusterConfig {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw ConfigError(.unreadable(reason: "no such file or not readable"), source: path)
+        }
+        return try fromJSON(data, source: path)
+    }
+}

@@ -1,0 +1,136 @@
+import SteleCrypto
+
+/// Why a message's signatures do not check out.
+public struct VerificationError: Error, Equatable, Sendable, CustomStringConvertible {
+    public enum Code: Equatable, Sendable {
+        /// A signer id is not a member of the cluster.
+        case unknownSigner(UInt16)
+        /// The signature at `path` does not verify under the claimed signer's key.
+        case badSignature
+    }
+    public let code: Code
+    /// Where inside the message: e.g. "viewChange.prepared[2].prepares[0]".
+    public let path: String
+
+    public var description: String { "\(path): \(code)" }
+}
+
+/// Checks every Ed25519 signature in a message, nested ones included (client requests in
+/// batches, prepares inside prepared certificates, view changes inside a new view, commit
+/// certificates of transferred blocks), each under the key of the signer it names. This is
+/// the shell's job; the consensus core then checks only quorum shapes.
+public struct SignatureVerifier: Sendable {
+    public let config: ClusterConfig
+
+    public init(config: ClusterConfig) { self.config = config }
+
+    /// One signature to check.
+    public struct Check: Sendable {
+        public let content: SignedContent
+        public let signature: Signature
+        public let key: PublicKey?
+        public let path: String
+    }
+
+    public func verify(_ message: Message) throws(VerificationError) {
+        for check in checks(for: message) {
+            try verify(check)
+        }
+    }
+
+    public func verify(_ check: Check) throws(VerificationError) {
+        guard let key = check.key else { throw VerificationError(code: .unknownSigner(check.content.signer), path: check.path) }
+        guard Ed25519.verify(check.signature, of: check.content.bytes(cluster: config.cluster), by: key) else {
+            throw VerificationError(code: .badSignature, path: check.path)
+        }
+    }
+
+    /// Every signature a message carries, outermost first.
+    public func checks(for message: Message) -> [Check] {
+        var out = [Check]()
+        switch message {
+        case .request(let m): appendChecks(m, path: "request", into: &out)
+        case .prePrepare(let m): appendChecks(m, path: "prePrepare", into: &out)
+        case .prepare(let m): appendChecks(m, path: "prepare", into: &out)
+        case .commit(let m): appendChecks(m, path: "commit", into: &out)
+        case .reply(let m): out.append(replicaCheck(m.signedContent, m.signature, "reply"))
+        case .checkpoint(let m): out.append(replicaCheck(m.signedContent, m.signature, "checkpoint"))
+        case .viewChange(let m): appendChecks(m, path: "viewChange", into: &out)
+        case .newView(let m):
+            out.append(replicaCheck(m.signedContent, m.signature, "newView"))
+            for (index, viewChange) in m.viewChanges.enumerated() { appendChecks(viewChange, path: "newView.viewChanges[\(index)]", into: &out) }
+            for (index, prePrepare) in m.prePrepares.enumerated() { appendChecks(prePrepare, path: "newView.prePrepares[\(index)]", into: &out) }
+        case .stateRequest(let m): out.append(replicaCheck(m.signedContent, m.signature, "stateRequest"))
+        case .stateResponse(let m):
+            out.append(replicaCheck(m.signedContent, m.signature, "stateResponse"))
+            for (index, block) in m.blocks.enumerated() { appendChecks(block, path: "stateResponse.blocks[\(index)]", into: &out) }
+            if let checkpoint = m.checkpoint { appendChecks(checkpoint, path: "stateResponse.checkpoint", into: &out) }
+        }
+        return out
+    }
+
+    func replicaCheck(_ content: SignedContent, _ signature: Signature, _ path: String) -> Check {
+        Check(content: content, signature: signature, key: config.publicKey(of: ReplicaID(content.signer)), path: path)
+    }
+
+    public func appendChecks(_ request: Request, path: String, into out: inout [Check]) {
+        out.append(Check(content: request.signedContent, signature: request.signature, key: request.client, path: path))
+    }
+
+    public func appendChecks(_ prePrepare: PrePrepare, path: String, into out: inout [Check]) {
+        out.append(replicaCheck(prePrepare.signedContent, prePrepare.signature, path))
+        for (index, request) in prePrepare.batch.enumerated() { appendChecks(request, path: "\(path).batch[\(index)]", into: &out) }
+    }
+
+    public func appendChecks(_ vote: Vote, path: String, into out: inout [Check]) {
+        out.append(replicaCheck(vote.signedContent, vote.signature, path))
+    }
+
+    public func appendChecks(_ viewChange: ViewChange, path: String, into out: inout [Check]) {
+        out.append(replicaCheck(viewChange.signedContent, viewChange.signature, path))
+        for (index, checkpoint) in viewChange.checkpointProof.enumerated() {
+            out.append(replicaCheck(checkpoint.signedContent, checkpoint.signature, "\(path).checkpointProof[\(index)]"))
+        }
+        for (index, certificate) in viewChange.prepared.enumerated() {
+            appendChecks(certificate.prePrepare, path: "\(path).prepared[\(index)].prePrepare", into: &out)
+            for (voteIndex, prepare) in certificate.prepares.enumerated() {
+                appendChecks(prepare, path: "\(path).prepared[\(index)].prepares[\(voteIndex)]", into: &out)
+            }
+        }
+    }
+
+    public func appendChecks(_ block: CertifiedBlock, path: String, into out: inout [Check]) {
+        for (index, request) in block.batch.enumerated() { appendChecks(request, path: "\(path).batch[\(index)]", into: &out) }
+        for (index, vote) in block.commitVotes.enumerated() { appendChecks(vote, path: "\(path).commitSignatures[\(index)]", into: &out) }
+    }
+
+    public func appendChecks(_ certificate: CheckpointCertificate, path: String, into out: inout [Check]) {
+        for (index, checkpoint) in certificate.checkpoints.enumerated() {
+            out.append(replicaCheck(checkpoint.signedContent, checkpoint.signature, "\(path).signatures[\(index)]"))
+        }
+    }
+}
+
+/// Quorum-shape checks shared by the core, the ledger verifier and the auditor.
+public enum QuorumShape {
+    /// The distinct member signers among `signers`, or nil if any signer repeats or is not a member.
+    public static func distinctMembers(_ signers: [ReplicaID], config: ClusterConfig) -> Set<ReplicaID>? {
+        var seen = Set<ReplicaID>()
+        for signer in signers {
+            guard config.isMember(signer), seen.insert(signer).inserted else { return nil }
+        }
+        return seen
+    }
+
+    /// True if `block`'s certificate has at least 2f+1 distinct member signers and none repeated
+    /// or foreign (signatures themselves are checked by `SignatureVerifier`).
+    public static func isValidCommitCertificate(_ block: CertifiedBlock, config: ClusterConfig) -> Bool {
+        guard let signers = distinctMembers(block.commitSignatures.map(\.replica), config: config) else { return false }
+        return signers.count >= config.quorum
+    }
+
+    public static func isValidCheckpointCertificate(_ certificate: CheckpointCertificate, config: ClusterConfig) -> Bool {
+        guard let signers = distinctMembers(certificate.signatures.map(\.replica), config: config) else { return false }
+        return signers.count >= config.quorum
+    }
+}
