@@ -38,7 +38,29 @@ public enum Action: Sendable, Equatable {
     case commit(CertifiedBlock)
     /// Deliver this signed reply to the client named in it.
     case reply(Reply)
+    /// Append this stable checkpoint certificate to the ledger (after the block at its sequence).
+    case commitCheckpoint(CheckpointCertificate)
+    /// State transfer, serving side: read the committed blocks request.fromHeight ...
+    /// request.toHeight (at most CodecLimits.stateTransferBlocksMax of them) from the ledger and
+    /// send them, with the newest checkpoint certificate at or below the last block sent if
+    /// the ledger has one, in a signed STATE-RESPONSE to request.replica. The core keeps only
+    /// the blocks above its stable checkpoint in memory; the ledger is the archive.
+    case serveState(StateRequest)
 }
+
+// The replica itself (Replica.swift) has this shape:
+//
+//     public struct Replica: Sendable {
+//         public init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState? = nil)
+//         public mutating func handle(_ event: Event) -> [Action]
+//         public var id: ReplicaID { get }
+//         public var view: View { get }
+//         public var primary: ReplicaID { get }
+//         public var isInViewChange: Bool { get }
+//         public var lastExecuted: SequenceNumber { get }
+//         public var stableCheckpoint: SequenceNumber { get }
+//         public var ledgerHead: LedgerHead { get }
+//     }
 
 /// What the core needs to remember across a crash so that it never signs a message that
 /// conflicts with one it signed before. Records are appended to a write-ahead log; on
