@@ -1,0 +1,89 @@
+import SteleCrypto
+@testable import SteleCore
+
+/// Deterministic keys and one sample of every message, shared by the codec tests.
+enum Samples {
+    static let cluster = ClusterID(bytes: (0..<16).map { UInt8($0) })!
+    static let replicaKeys: [KeyPair] = (0..<4).map { KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))! }
+    static let clientKey = KeyPair(seed: [UInt8](repeating: 0xc1, count: 32))!
+
+    static let config: ClusterConfig = try! ClusterConfig(
+        cluster: cluster, f: 1,
+        replicas: replicaKeys.enumerated().map { index, key in
+            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(7000 + index), publicKey: key.publicKey)
+        })
+
+    static func signer(_ index: Int) -> ReplicaSigner {
+        ReplicaSigner(replica: ReplicaID(UInt16(index)), cluster: cluster, keyPair: replicaKeys[index])
+    }
+
+    static let client = ClientSigner(cluster: cluster, keyPair: clientKey)
+
+    static func request(_ timestamp: UInt64) -> Request {
+        client.request(timestamp: timestamp, payload: Array("tx-\(timestamp)".utf8))
+    }
+
+    static var prePrepare: PrePrepare {
+        PrePrepare(view: 3, sequence: 17, primary: 3, batch: [request(1), request(2)]).signed(by: signer(3))
+    }
+
+    static func vote(_ kind: VoteKind, replica: Int, digest: Digest) -> Vote {
+        Vote(kind: kind, view: 3, sequence: 17, digest: digest, replica: ReplicaID(UInt16(replica))).signed(by: signer(replica))
+    }
+
+    static var preparedCertificate: PreparedCertificate {
+        let prePrepare = self.prePrepare
+        return PreparedCertificate(prePrepare: prePrepare, prepares: [0, 1].map { vote(.prepare, replica: $0, digest: prePrepare.digest) })
+    }
+
+    static var checkpoints: [Checkpoint] {
+        (0..<3).map { Checkpoint(sequence: 16, stateDigest: Digest.of([9]), replica: ReplicaID(UInt16($0))).signed(by: signer($0)) }
+    }
+
+    static var viewChange: ViewChange {
+        ViewChange(newView: 4, stableSequence: 16, checkpointProof: checkpoints, prepared: [preparedCertificate], replica: 2).signed(by: signer(2))
+    }
+
+    static var block: CertifiedBlock {
+        let batch = [request(1), request(2)]
+        let digest = Batch.digest(batch)
+        let signatures = (0..<3).map { index in
+            ReplicaSignature(replica: ReplicaID(UInt16(index)),
+                             signature: Vote(kind: .commit, view: 3, sequence: 1, digest: digest, replica: ReplicaID(UInt16(index))).signed(by: signer(index)).signature)
+        }
+        return CertifiedBlock(height: 1, prevHash: config.genesis.hash, batch: batch, certificateView: 3, commitSignatures: signatures)
+    }
+
+    static var allMessages: [Message] {
+        let prePrepare = self.prePrepare
+        return [
+            .request(request(42)),
+            .prePrepare(prePrepare),
+            .prePrepare(PrePrepare(view: 0, sequence: 1, primary: 0, batch: []).signed(by: signer(0))),
+            .prepare(vote(.prepare, replica: 1, digest: prePrepare.digest)),
+            .commit(vote(.commit, replica: 2, digest: prePrepare.digest)),
+            .reply(Reply(view: 3, timestamp: 42, client: clientKey.publicKey, replica: 1, height: 17, blockHash: Digest.of([1])).signed(by: signer(1))),
+            .checkpoint(checkpoints[0]),
+            .viewChange(viewChange),
+            .newView(NewView(view: 4, viewChanges: [viewChange, viewChange], prePrepares: [
+                PrePrepare(view: 4, sequence: 17, primary: 0, batch: prePrepare.batch).signed(by: signer(0)),
+            ], primary: 0).signed(by: signer(0))),
+            .stateRequest(StateRequest(fromHeight: 1, toHeight: 9, replica: 3).signed(by: signer(3))),
+            .stateResponse(StateResponse(blocks: [block], checkpoint: CheckpointCertificate(checkpoints: checkpoints), replica: 1).signed(by: signer(1))),
+            .stateResponse(StateResponse(blocks: [], checkpoint: nil, replica: 1).signed(by: signer(1))),
+        ]
+    }
+}
+
+/// SplitMix64: a tiny seeded generator so fuzz runs replay exactly.
+struct SeededGenerator: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
