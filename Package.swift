@@ -2,16 +2,19 @@
 import PackageDescription
 
 // Dependencies point one way:
-// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- SteleSim <- executables
+// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- {SteleNode, SteleSim} <- executables
 let package = Package(
     name: "Stele",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "stele-sim", targets: ["stele-sim"]),
         .executable(name: "stele-check", targets: ["stele-check"]),
+        .executable(name: "stele", targets: ["stele"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ],
     targets: [
         .systemLibrary(
@@ -25,6 +28,19 @@ let package = Package(
         .target(name: "SteleLedger", dependencies: ["SteleCore"]),
         .target(name: "SteleAudit", dependencies: ["SteleCore", "SteleLedger"]),
         .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAudit"]),
+        .target(
+            name: "SteleNode",
+            dependencies: [
+                "PBFT", "SteleLedger", "SteleAudit",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "stele",
+            dependencies: ["SteleNode", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "stele-sim",
             dependencies: ["SteleSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
@@ -39,5 +55,9 @@ let package = Package(
         .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),
         .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger"]),
         .testTarget(name: "SteleSimTests", dependencies: ["SteleSim"]),
+        .testTarget(
+            name: "SteleNodeTests",
+            dependencies: ["SteleNode", .product(name: "NIOEmbedded", package: "swift-nio")]
+        ),
     ]
 )

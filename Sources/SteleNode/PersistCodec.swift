@@ -1,0 +1,70 @@
+import PBFT
+import SteleCore
+
+/// The byte encoding of the core's PersistRecords in the write-ahead log: a tag byte, then the
+/// record's fields in SteleCore's canonical encoding.
+enum PersistCodec {
+    enum Tag: UInt8 {
+        case view = 1
+        case prePrepare = 2
+        case prepareVote = 3
+        case commitVote = 4
+        case prepared = 5
+        case viewChange = 6
+        case stableCheckpoint = 7
+    }
+
+    static func encode(_ record: PersistRecord) -> [UInt8] {
+        var writer = ByteWriter(capacity: 256)
+        switch record {
+        case .view(let view, let inViewChange):
+            writer.write(Tag.view.rawValue)
+            writer.write(view)
+            writer.write(inViewChange)
+        case .prePrepare(let prePrepare):
+            writer.write(Tag.prePrepare.rawValue)
+            prePrepare.encode(into: &writer)
+        case .vote(let vote):
+            writer.write((vote.kind == .prepare ? Tag.prepareVote : Tag.commitVote).rawValue)
+            vote.encode(into: &writer)
+        case .prepared(let certificate):
+            writer.write(Tag.prepared.rawValue)
+            certificate.encode(into: &writer)
+        case .viewChange(let viewChange):
+            writer.write(Tag.viewChange.rawValue)
+            viewChange.encode(into: &writer)
+        case .stableCheckpoint(let certificate):
+            writer.write(Tag.stableCheckpoint.rawValue)
+            certificate.encode(into: &writer)
+        }
+        return writer.bytes
+    }
+
+    static func decode(_ bytes: [UInt8]) throws(DecodingError) -> PersistRecord {
+        var reader = ByteReader(bytes)
+        let tagByte = try reader.readUInt8("wal.tag")
+        guard let tag = Tag(rawValue: tagByte) else { throw DecodingError(.unknownTag(tagByte), field: "wal.tag", offset: 0) }
+        let record: PersistRecord
+        switch tag {
+        case .view: record = .view(try reader.readView("wal.view"), inViewChange: try reader.readBool("wal.inViewChange"))
+        case .prePrepare: record = .prePrepare(try PrePrepare.decode(from: &reader))
+        case .prepareVote: record = .vote(try Vote.decode(kind: .prepare, from: &reader))
+        case .commitVote: record = .vote(try Vote.decode(kind: .commit, from: &reader))
+        case .prepared: record = .prepared(try PreparedCertificate.decode(from: &reader))
+        case .viewChange: record = .viewChange(try ViewChange.decode(from: &reader))
+        case .stableCheckpoint: record = .stableCheckpoint(try CheckpointCertificate.decode(from: &reader))
+        }
+        try reader.expectEnd("wal.record")
+        return record
+    }
+
+    /// The highest sequence a record is about, or nil for records that are never obsolete.
+    static func sequence(of record: PersistRecord) -> SequenceNumber? {
+        switch record {
+        case .view, .viewChange, .stableCheckpoint: nil
+        case .prePrepare(let prePrepare): prePrepare.sequence
+        case .vote(let vote): vote.sequence
+        case .prepared(let certificate): certificate.sequence
+        }
+    }
+}

@@ -1,0 +1,127 @@
+import NIOCore
+import Testing
+import SteleCore
+import SteleCrypto
+@testable import SteleNode
+
+private let cluster = ClusterID(bytes: [UInt8](repeating: 3, count: 16))!
+private let keys = (0..<4).map { KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))! }
+private let config = try! ClusterConfig(
+    cluster: cluster, f: 1,
+    replicas: keys.enumerated().map { ReplicaEndpoint(id: ReplicaID(UInt16($0)), host: "127.0.0.1", port: UInt16(9000 + $0), publicKey: $1.publicKey) })
+
+private func sampleFrames() -> [Frame] {
+    let client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 9, count: 32))!)
+    return [
+        .hello(Hello(cluster: cluster, identity: .replica(2), nonce: [UInt8](repeating: 5, count: 32))),
+        .hello(Hello(cluster: cluster, identity: .client(client.publicKey), nonce: [UInt8](repeating: 6, count: 32))),
+        .proof(keys[0].sign([1])),
+        .message(.request(client.request(timestamp: 7, payload: Array("hello".utf8)))),
+        .statusRequest,
+        .statusResponse(Array("{\"view\":1}".utf8)),
+        .refusal("go away"),
+    ]
+}
+
+private func encodeAll(_ frames: [Frame]) -> ByteBuffer {
+    var buffer = ByteBuffer()
+    for frame in frames { try! FrameEncoder().encode(data: frame, out: &buffer) }
+    return buffer
+}
+
+@Suite("Wire frames")
+struct FrameTests {
+    @Test("frames decode the same whether bytes arrive all at once or one at a time")
+    func byteAtATime() throws {
+        let frames = sampleFrames()
+        let encoded = encodeAll(frames)
+
+        var allAtOnce = FrameDecoder(frameBytesMax: 1 << 20)
+        var buffer = encoded
+        var decoded: [Frame] = []
+        while let frame = try allAtOnce.next(from: &buffer) { decoded.append(frame) }
+        #expect(decoded == frames)
+
+        var oneByOne = FrameDecoder(frameBytesMax: 1 << 20)
+        var pending = ByteBuffer()
+        decoded = []
+        for byte in encoded.readableBytesView {
+            pending.writeInteger(byte)
+            while let frame = try oneByOne.next(from: &pending) { decoded.append(frame) }
+        }
+        #expect(decoded == frames)
+    }
+
+    @Test("an oversize length is refused before the body arrives")
+    func oversize() {
+        var decoder = FrameDecoder(frameBytesMax: 1024)
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(1025), endianness: .big)
+        #expect(throws: FrameDecoder.Error(code: .frameTooLarge(length: 1025, limit: 1024))) { _ = try decoder.next(from: &buffer) }
+    }
+
+    @Test("an empty frame and an unknown kind are typed errors")
+    func emptyAndUnknown() {
+        var decoder = FrameDecoder(frameBytesMax: 1024)
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(0), endianness: .big)
+        #expect(throws: FrameDecoder.Error(code: .emptyFrame)) { _ = try decoder.next(from: &buffer) }
+
+        var other = FrameDecoder(frameBytesMax: 1024)
+        var garbage = ByteBuffer()
+        garbage.writeInteger(UInt32(3), endianness: .big)
+        garbage.writeBytes([0x7f, 1, 2])
+        #expect(throws: FrameDecoder.Error(code: .malformed(DecodingError(.unknownTag(0x7f), field: "frame.kind", offset: 0)))) {
+            _ = try other.next(from: &garbage)
+        }
+    }
+
+    @Test("seeded garbage never crashes the decoder")
+    func garbage() {
+        var state: UInt64 = 42
+        func next() -> UInt64 {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return state >> 33
+        }
+        for _ in 0..<5_000 {
+            var decoder = FrameDecoder(frameBytesMax: 4096)
+            var buffer = ByteBuffer()
+            let length = Int(next() % 64)
+            buffer.writeInteger(UInt32(length), endianness: .big)
+            buffer.writeBytes((0..<length).map { _ in UInt8(truncatingIfNeeded: next()) })
+            _ = try? decoder.next(from: &buffer)
+        }
+    }
+}
+
+@Suite("Connection handshake")
+struct HandshakeTests {
+    let handshake = Handshake(config: config)
+
+    @Test("a replica proves its key by signing the peer's nonce")
+    func replicaProof() throws {
+        let myNonce = Handshake.freshNonce()
+        let theirNonce = Handshake.freshNonce()
+        let hello = Hello(cluster: cluster, identity: .replica(2), nonce: theirNonce)
+        let proof = Handshake.prove(keyPair: keys[2], cluster: cluster, verifierNonce: myNonce, proverNonce: theirNonce)
+        try handshake.check(proof: proof, from: hello, myNonce: myNonce)
+    }
+
+    @Test("a wrong key, a replayed proof, an unknown replica and another cluster are refused")
+    func refusals() {
+        let myNonce = Handshake.freshNonce()
+        let theirNonce = Handshake.freshNonce()
+        let hello = Hello(cluster: cluster, identity: .replica(2), nonce: theirNonce)
+        let wrongKey = Handshake.prove(keyPair: keys[3], cluster: cluster, verifierNonce: myNonce, proverNonce: theirNonce)
+        #expect(throws: Handshake.Failure(code: .badProof)) { try handshake.check(proof: wrongKey, from: hello, myNonce: myNonce) }
+
+        let replayed = Handshake.prove(keyPair: keys[2], cluster: cluster, verifierNonce: Handshake.freshNonce(), proverNonce: theirNonce)
+        #expect(throws: Handshake.Failure(code: .badProof)) { try handshake.check(proof: replayed, from: hello, myNonce: myNonce) }
+
+        let outsider = Hello(cluster: cluster, identity: .replica(7), nonce: theirNonce)
+        #expect(throws: Handshake.Failure(code: .unknownReplica(7))) { _ = try handshake.key(for: outsider) }
+
+        let foreign = Hello(cluster: ClusterID(bytes: [UInt8](repeating: 4, count: 16))!, identity: .replica(1), nonce: theirNonce)
+        #expect(throws: Handshake.Failure(code: .wrongCluster)) { _ = try handshake.key(for: foreign) }
+    }
+}
