@@ -24,6 +24,10 @@ public enum LedgerFormat {
     public static let checksumByteCount = 8
     /// Largest (type || body) accepted; checked before anything is allocated.
     public static let recordBytesMax = 16 * 1024 * 1024
+    /// Byte offset of the first (genesis) record.
+    public static let firstRecordOffset = UInt64(headerByteCount)
+    /// Bytes of the length prefix.
+    public static let lengthByteCount = 4
 
     public static func header() -> [UInt8] {
         var writer = ByteWriter(capacity: headerByteCount)
@@ -60,6 +64,11 @@ public enum LedgerRecord: Hashable, Sendable {
 
     /// The framed bytes: length, type, body, checksum.
     public func framed() -> [UInt8] {
+        LedgerRecord.frame(typeAndBody: typeAndBody())
+    }
+
+    /// (type || body): what the length field counts and the checksum covers.
+    public func typeAndBody() -> [UInt8] {
         var body = ByteWriter(capacity: 512)
         body.write(kind.rawValue)
         switch self {
@@ -67,8 +76,13 @@ public enum LedgerRecord: Hashable, Sendable {
         case .block(let block): block.encode(into: &body)
         case .checkpoint(let certificate): certificate.encode(into: &body)
         }
-        let typeAndBody = body.bytes
-        precondition(typeAndBody.count <= LedgerFormat.recordBytesMax, "record larger than the format allows")
+        return body.bytes
+    }
+
+    /// Frames (type || body): length, type and body, checksum. The caller has checked that
+    /// `typeAndBody.count` is at most `LedgerFormat.recordBytesMax`.
+    public static func frame(typeAndBody: [UInt8]) -> [UInt8] {
+        precondition(!typeAndBody.isEmpty && typeAndBody.count <= LedgerFormat.recordBytesMax, "record larger than the format allows")
         var writer = ByteWriter(capacity: typeAndBody.count + LedgerFormat.recordOverheadByteCount)
         writer.write(UInt32(typeAndBody.count))
         writer.writeFixed(typeAndBody)
