@@ -151,9 +151,9 @@ struct WorkedExampleTests {
         #expect(Array(bytes[payloadOffset..<payloadOffset + 5]) == Array("hello".utf8))
         bytes[payloadOffset] = UInt8(ascii: "j")
         rechecksum(&bytes, recordAt: blockOffset)
-        #expect(throws: IndependentVerifier.Rejection.self) { try verifier.verify(bytes) }
         do {
             _ = try verifier.verify(bytes)
+            Issue.record("a tampered payload was accepted")
         } catch {
             #expect(error.rule == 7)
         }
