@@ -21,6 +21,7 @@ enum ChainRules {
     static func checkGenesis(_ genesis: Genesis) throws(ChainViolation) {
         func violation(_ detail: String) -> ChainViolation { ChainViolation(code: .invalidGenesis, height: .genesis, detail: detail) }
         let n = genesis.members.count
+        guard n <= CodecLimits.standard.membersMax else { throw violation("n = \(n) replicas, at most \(CodecLimits.standard.membersMax)") }
         guard n >= 1, n >= 3 * Int(genesis.f) + 1 else { throw violation("n = \(n) replicas cannot tolerate f = \(genesis.f) (n >= 3f+1)") }
         var keys = Set<[UInt8]>()
         for (index, member) in genesis.members.enumerated() {
@@ -39,6 +40,28 @@ enum ChainRules {
             return "replica \(mine.id.value) has public key \(mine.publicKey.hex), expected replica \(theirs.id.value) with \(theirs.publicKey.hex)"
         }
         return nil
+    }
+
+    /// Counts and lengths a decoder accepts, so that nothing is written that could not be read
+    /// back (the codec checks them only when decoding).
+    static func checkCodecLimits(_ record: LedgerRecord, height: SequenceNumber, limits: CodecLimits = .standard) throws(ChainViolation) {
+        func violation(_ detail: String) -> ChainViolation { ChainViolation(code: .limitExceeded, height: height, detail: detail) }
+        switch record {
+        case .genesis:
+            return
+        case .block(let block):
+            guard block.batch.count <= limits.batchCountMax else { throw violation("\(block.batch.count) requests, at most \(limits.batchCountMax)") }
+            for (index, request) in block.batch.enumerated() where request.payload.count > limits.payloadBytesMax {
+                throw violation("request \(index) has a \(request.payload.count)-byte payload, at most \(limits.payloadBytesMax)")
+            }
+            guard block.commitSignatures.count <= limits.signaturesMax else {
+                throw violation("\(block.commitSignatures.count) commit signatures, at most \(limits.signaturesMax)")
+            }
+        case .checkpoint(let certificate):
+            guard certificate.signatures.count <= limits.signaturesMax else {
+                throw violation("\(certificate.signatures.count) checkpoint signatures, at most \(limits.signaturesMax)")
+            }
+        }
     }
 
     /// Block `head.height + 1`, chained to `head.hash`.

@@ -19,6 +19,7 @@ public struct LedgerError: Error, Sendable, Equatable, CustomStringConvertible {
         // Records.
         case invalidRecordLength = "invalid record length"
         case recordTooLarge = "record larger than the format allows"
+        case limitExceeded = "a count or length above the codec's limit"
         case checksumMismatch = "checksum mismatch"
         case undecodableRecord = "undecodable record"
         // The genesis record.

@@ -189,11 +189,14 @@ public final class LedgerStore {
         for record in records {
             let offset = index.endOffset + UInt64(batch.bytes.count)
             try admit(record, at: offset, into: &batch)
+            let height = batch.head.height
+            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkCodecLimits(record, height: height) }
             let typeAndBody = record.typeAndBody()
             guard typeAndBody.count <= LedgerFormat.recordBytesMax else {
-                throw LedgerError(.recordTooLarge, path: path, offset: offset, height: batch.head.height, operation: .append,
+                throw LedgerError(.recordTooLarge, path: path, offset: offset, height: height, operation: .append,
                                   detail: "\(typeAndBody.count) bytes, the limit is \(LedgerFormat.recordBytesMax)")
             }
+            assert((try? LedgerRecord.decode(typeAndBody: typeAndBody)) == record, "a record reads back as it was written")
             batch.bytes += LedgerRecord.frame(typeAndBody: typeAndBody)
         }
         return batch

@@ -11,13 +11,15 @@ struct TestCluster {
     let cluster: ClusterID
     let f: Int
     let replicaKeys: [KeyPair]
+    let clientSeed: [UInt8]
     let client: ClientSigner
 
     init(f: Int = 1, cluster: ClusterID = TestCluster.exampleClusterID, seedOffset: UInt8 = 0, clientSeedByte: UInt8 = 0xc0) {
         self.cluster = cluster
         self.f = f
         self.replicaKeys = (0..<(3 * f + 1)).map { KeyPair(seed: [UInt8](repeating: UInt8($0) + 1 + seedOffset, count: 32))! }
-        self.client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: clientSeedByte, count: 32))!)
+        self.clientSeed = [UInt8](repeating: clientSeedByte, count: 32)
+        self.client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: clientSeed)!)
     }
 
     var n: Int { replicaKeys.count }

@@ -311,6 +311,18 @@ struct AppendRuleTests {
         let huge = cluster.block(height: 4, prevHash: blocks[2].hash, batch: requests)
         try expectRefused([.block(huge)], .recordTooLarge, height: 4)
     }
+
+    @Test("A record the codec could not read back (a count or length above its limit) is refused")
+    func codecLimits() throws {
+        let (_, _, blocks) = try storeWithThreeBlocks()
+        let limits = CodecLimits.standard
+        let bigPayload = cluster.client.request(timestamp: 1000, payload: [UInt8](repeating: 1, count: limits.payloadBytesMax + 1))
+        try expectRefused([.block(cluster.block(height: 4, prevHash: blocks[2].hash, batch: [bigPayload]))], .limitExceeded, height: 4)
+
+        let tooManySignatures = (0...limits.signaturesMax).map { ReplicaSignature(replica: ReplicaID(UInt16($0)), signature: .zero) }
+        let block = CertifiedBlock(height: 4, prevHash: blocks[2].hash, batch: [], certificateView: 0, commitSignatures: tooManySignatures)
+        try expectRefused([.block(block)], .limitExceeded, height: 4)
+    }
 }
 
 @Suite("Ledger store: a failed write or fsync stops the store until it is reopened")

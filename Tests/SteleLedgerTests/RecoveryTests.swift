@@ -150,7 +150,8 @@ struct CorruptionTests {
         for height in 1...3 {
             var bytes = sample.bytes
             bytes[sample.offset(of: height) + 30] ^= 0x80
-            let error = try #require(openError(bytes))
+            let thrown = openError(bytes)
+            let error = try #require(thrown, "the ledger opened")
             #expect(error.code == .checksumMismatch)
             #expect(error.offset == UInt64(sample.offset(of: height)))
             #expect(error.height == SequenceNumber(UInt64(height)))
@@ -164,7 +165,8 @@ struct CorruptionTests {
         var bytes = sample.bytes
         let offset = sample.offset(of: 2)
         bytes[offset + 5] ^= 0x01
-        let error = try #require(openError(bytes))
+        let thrown = openError(bytes)
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.description.hasPrefix("ledger /x/replica-2.ledger: checksum mismatch at byte \(offset) (height 2): "))
         #expect(error.description.hasSuffix("; refusing to open"))
     }
@@ -174,7 +176,8 @@ struct CorruptionTests {
         let sample = try SampleLedger()
         var bytes = sample.bytes
         bytes[sample.offset(of: 2) - 1] ^= 0xff
-        let error = try #require(openError(bytes))
+        let thrown = openError(bytes)
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .checksumMismatch)
         #expect(error.offset == UInt64(sample.offset(of: 1)))
         #expect(error.height == 1)
@@ -202,7 +205,8 @@ struct CorruptionTests {
         var bytes = sample.bytes
         let offset = sample.offset(of: 3)
         bytes.replaceSubrange(offset..<offset + 4, with: [0, 0, 0, 0])
-        let error = try #require(openError(bytes))
+        let thrown = openError(bytes)
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .invalidRecordLength)
         #expect(error.offset == UInt64(offset))
     }
@@ -221,7 +225,8 @@ struct CorruptionTests {
         let sample = try SampleLedger()
         var typeAndBody = LedgerRecord.block(sample.blocks[2]).typeAndBody()
         typeAndBody.append(0)
-        let error = try #require(openError(replacingBlock(sample, 3, with: LedgerRecord.frame(typeAndBody: typeAndBody))))
+        let thrown = openError(replacingBlock(sample, 3, with: LedgerRecord.frame(typeAndBody: typeAndBody)))
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .undecodableRecord)
         #expect(error.offset == UInt64(sample.offset(of: 3)))
         #expect(error.height == 3)
@@ -234,7 +239,8 @@ struct CorruptionTests {
     func brokenChain() throws {
         let sample = try SampleLedger()
         let forged = sample.cluster.block(height: 3, prevHash: sample.blocks[0].hash, batch: [])
-        let error = try #require(openError(replacingBlock(sample, 3, with: LedgerRecord.block(forged).framed())))
+        let thrown = openError(replacingBlock(sample, 3, with: LedgerRecord.block(forged).framed()))
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .prevHashMismatch)
         #expect(error.offset == UInt64(sample.offset(of: 3)))
         #expect(error.height == 3)
@@ -244,7 +250,8 @@ struct CorruptionTests {
     func heightGap() throws {
         let sample = try SampleLedger()
         let skipping = sample.cluster.block(height: 4, prevHash: sample.blocks[1].hash, batch: [])
-        let error = try #require(openError(replacingBlock(sample, 3, with: LedgerRecord.block(skipping).framed())))
+        let thrown = openError(replacingBlock(sample, 3, with: LedgerRecord.block(skipping).framed()))
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .heightNotConsecutive)
         #expect(error.height == 3)
         #expect(error.offset == UInt64(sample.offset(of: 3)))
@@ -253,7 +260,8 @@ struct CorruptionTests {
     @Test("A second genesis record is corruption")
     func secondGenesis() throws {
         let sample = try SampleLedger()
-        let error = try #require(openError(replacingBlock(sample, 4, with: LedgerRecord.genesis(sample.cluster.genesis).framed())))
+        let thrown = openError(replacingBlock(sample, 4, with: LedgerRecord.genesis(sample.cluster.genesis).framed()))
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .unexpectedGenesis)
         #expect(error.offset == UInt64(sample.offset(of: 4)))
     }
@@ -265,7 +273,8 @@ struct CorruptionTests {
         var bytes = sample.bytes
         let start = sample.offset(of: 2) + LedgerRecord.block(sample.blocks[1]).framed().count
         bytes.replaceSubrange(start..<sample.offset(of: 3), with: LedgerRecord.checkpoint(wrong).framed())
-        let error = try #require(openError(bytes))
+        let thrown = openError(bytes)
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .checkpointDigestMismatch)
         #expect(error.offset == UInt64(start))
         #expect(error.height == 2)
@@ -277,7 +286,8 @@ struct CorruptionTests {
         let otherKeys = TestCluster(seedOffset: 10)
         let otherCluster = TestCluster(cluster: ClusterID(bytes: [UInt8](repeating: 9, count: 16))!)
         for other in [otherKeys.genesis, otherCluster.genesis] {
-            let error = try #require(openError(sample.bytes, expected: other))
+            let thrown = openError(sample.bytes, expected: other)
+            let error = try #require(thrown, "the ledger opened")
             #expect(error.code == .genesisMismatch)
             #expect(error.offset == LedgerFormat.firstRecordOffset)
             #expect(error.height == 0)
@@ -289,7 +299,8 @@ struct CorruptionTests {
     func invalidGenesisInFile() throws {
         let cluster = TestCluster()
         let bad = Genesis(cluster: cluster.cluster, f: 2, members: cluster.genesis.members)
-        let error = try #require(openError(LedgerFormat.header() + LedgerRecord.genesis(bad).framed()))
+        let thrown = openError(LedgerFormat.header() + LedgerRecord.genesis(bad).framed())
+        let error = try #require(thrown, "the ledger opened")
         #expect(error.code == .invalidGenesis)
     }
 
