@@ -1,0 +1,255 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SteleCore
+import SteleCrypto
+import Synchronization
+
+/// Why a submission or a status query failed.
+public struct ClientError: Error, Equatable, CustomStringConvertible {
+    public enum Code: Equatable, Sendable {
+        /// Fewer than f+1 replicas sent matching replies in time.
+        case noQuorum(replies: Int, needed: Int)
+        /// The replica did not answer the status query in time.
+        case statusUnavailable(ReplicaID)
+        case payloadTooLarge(bytes: Int, limit: Int)
+    }
+    public let code: Code
+    public var description: String {
+        switch code {
+        case .noQuorum(let replies, let needed):
+            "no quorum answered in time: \(replies) matching replies, \(needed) needed; is the cluster running? (`stele cluster status`)"
+        case .statusUnavailable(let id):
+            "replica \(id.value) did not answer"
+        case .payloadTooLarge(let bytes, let limit):
+            "payload of \(bytes) bytes exceeds the limit of \(limit)"
+        }
+    }
+}
+
+/// Where a submitted transaction landed.
+public struct SubmitResult: Sendable, Equatable, Codable {
+    public let timestamp: UInt64
+    public let height: UInt64
+    public let blockHash: String
+    public let latencyMicroseconds: UInt64
+}
+
+/// The client library: signs requests with the client key, sends each to the primary it
+/// believes in, retransmits to every replica on timeout, and accepts a result once f+1
+/// replicas sent the same signed reply — at least one of them is correct, and correct
+/// replicas reply only after a batch committed, so the result is the committed one.
+/// (BFT-SMaRt's clients wait for a larger reply quorum, ⌈(n+f+1)/2⌉, because its replies
+/// carry application results that are not otherwise certified; Stele's result — height and
+/// block hash — is fixed by the commit certificate, so f+1 matching replies suffice.)
+public final class SteleClient: Sendable {
+    public struct Settings: Sendable {
+        /// First retransmission to all replicas after this long without a quorum.
+        public var retransmitAfter: Duration = .milliseconds(600)
+        public var retransmitAfterMax: Duration = .seconds(4)
+        public var frameBytesMax: Int = 4 * 1024 * 1024
+        public init() {}
+    }
+
+    let config: ClusterConfig
+    let signer: ClientSigner
+    let keyPair: KeyPair
+    let settings: Settings
+    let logger: Logger
+    let links: [ReplicaID: Mailbox<Frame>]
+    let state = Mutex(State())
+
+    struct Pending {
+        var replies: [ReplicaID: Reply.Result] = [:]
+        var continuation: CheckedContinuation<Reply.Result, Error>?
+        var request: Request
+    }
+
+    struct State {
+        var lastTimestamp: UInt64 = 0
+        var highestView: View = 0
+        var pending: [UInt64: Pending] = [:]
+        var statusWaiters: [ReplicaID: [CheckedContinuation<ReplicaStatus?, Never>]] = [:]
+    }
+
+    init(config: ClusterConfig, keyPair: KeyPair, settings: Settings, logger: Logger) {
+        self.config = config
+        self.keyPair = keyPair
+        self.signer = ClientSigner(cluster: config.cluster, keyPair: keyPair)
+        self.settings = settings
+        self.logger = logger
+        var links: [ReplicaID: Mailbox<Frame>] = [:]
+        for id in config.replicaIDs { links[id] = Mailbox(capacity: 65536) }
+        self.links = links
+    }
+
+    /// Connects to every replica, runs `body`, then disconnects.
+    public static func with<T: Sendable>(
+        config: ClusterConfig, keyPair: KeyPair, settings: Settings = Settings(), logger: Logger,
+        _ body: (SteleClient) async throws -> T
+    ) async throws -> T {
+        let client = SteleClient(config: config, keyPair: keyPair, settings: settings, logger: logger)
+        return try await withThrowingTaskGroup(of: Void.self) { group in
+            for (id, mailbox) in client.links {
+                group.addTask { await client.linkLoop(replica: id, mailbox: mailbox) }
+            }
+            defer { group.cancelAll() }
+            return try await body(client)
+        }
+    }
+
+    /// Timestamps increase across runs with the same key: wall-clock microseconds, bumped.
+    private func nextTimestamp() -> UInt64 {
+        let now = UInt64(Date().timeIntervalSince1970 * 1_000_000)
+        return state.withLock { state in
+            state.lastTimestamp = max(state.lastTimestamp + 1, now)
+            return state.lastTimestamp
+        }
+    }
+
+    /// Submits one transaction and waits until f+1 replicas report the same block.
+    public func submit(_ payload: [UInt8], timeout: Duration = .seconds(30)) async throws -> SubmitResult {
+        let limit = CodecLimits.standard.payloadBytesMax
+        guard payload.count <= limit else { throw ClientError(code: .payloadTooLarge(bytes: payload.count, limit: limit)) }
+        let start = ContinuousClock.now
+        let request = signer.request(timestamp: nextTimestamp(), payload: payload)
+        let result = try await withThrowingTaskGroup(of: Reply.Result?.self) { group in
+            group.addTask {
+                try await withCheckedThrowingContinuation { continuation in
+                    self.state.withLock { $0.pending[request.timestamp] = Pending(continuation: continuation, request: request) }
+                    let primary = self.state.withLock { self.config.primary(of: $0.highestView) }
+                    self.links[primary]?.post(.message(.request(request)))
+                }
+            }
+            group.addTask {
+                try await self.retransmit(request, start: start, timeout: timeout)
+                return nil
+            }
+            defer { group.cancelAll() }
+            while let outcome = try await group.next() {
+                if let outcome { return outcome }
+            }
+            preconditionFailure("the waiting task always returns")
+        }
+        let latency = start.duration(to: .now)
+        return SubmitResult(timestamp: request.timestamp, height: result.height.value, blockHash: result.blockHash.hex,
+                            latencyMicroseconds: UInt64(latency.nanoseconds / 1000))
+    }
+
+    private func retransmit(_ request: Request, start: ContinuousClock.Instant, timeout: Duration) async throws {
+        var interval = settings.retransmitAfter
+        while true {
+            let deadline = start + timeout
+            let wake = min(ContinuousClock.now + interval, deadline)
+            try await Task.sleep(until: wake)
+            if ContinuousClock.now >= deadline {
+                fail(request.timestamp)
+                return
+            }
+            for mailbox in links.values { mailbox.post(.message(.request(request))) }
+            interval = min(interval * 2, settings.retransmitAfterMax)
+        }
+    }
+
+    private func fail(_ timestamp: UInt64) {
+        let taken = state.withLock { state in state.pending.removeValue(forKey: timestamp) }
+        guard let taken else { return }
+        let best = Dictionary(grouping: taken.replies.values, by: { $0 }).values.map(\.count).max() ?? 0
+        taken.continuation?.resume(throwing: ClientError(code: .noQuorum(replies: best, needed: config.weakQuorum)))
+    }
+
+    private func accept(_ reply: Reply, from replica: ReplicaID) {
+        guard reply.replica == replica, reply.client == keyPair.publicKey,
+              let key = config.publicKey(of: replica),
+              Ed25519.verify(reply.signature, of: reply.signedContent.bytes(cluster: config.cluster), by: key) else {
+            logger.debug("ignoring a reply that does not verify", metadata: ["replica": "\(replica.value)"])
+            return
+        }
+        let resolved: (CheckedContinuation<Reply.Result, Error>, Reply.Result)? = state.withLock { state in
+            state.highestView = max(state.highestView, reply.view)
+            guard var pending = state.pending[reply.timestamp] else { return nil }
+            pending.replies[replica] = reply.result
+            let matching = pending.replies.values.filter { $0 == reply.result }.count
+            if matching >= config.weakQuorum, let continuation = pending.continuation {
+                state.pending[reply.timestamp] = nil
+                return (continuation, reply.result)
+            }
+            state.pending[reply.timestamp] = pending
+            return nil
+        }
+        if let (continuation, result) = resolved { continuation.resume(returning: result) }
+    }
+
+    /// Asks one replica for its status; nil if it does not answer within `timeout`.
+    public func status(of replica: ReplicaID, timeout: Duration = .seconds(2)) async -> ReplicaStatus? {
+        await withTaskGroup(of: ReplicaStatus??.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    self.state.withLock { $0.statusWaiters[replica, default: []].append(continuation) }
+                    self.links[replica]?.post(.statusRequest)
+                }
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return .some(nil)
+            }
+            let first = await group.next() ?? nil
+            group.cancelAll()
+            // Release a waiter that never got an answer.
+            let stale = state.withLock { state in state.statusWaiters.removeValue(forKey: replica) ?? [] }
+            for waiter in stale { waiter.resume(returning: nil) }
+            return first ?? nil
+        }
+    }
+
+    private func deliverStatus(_ json: [UInt8], from replica: ReplicaID) {
+        let status = try? JSONDecoder().decode(ReplicaStatus.self, from: Data(json))
+        let waiters = state.withLock { state in state.statusWaiters.removeValue(forKey: replica) ?? [] }
+        for waiter in waiters { waiter.resume(returning: status) }
+    }
+
+    /// One connection per replica, reconnecting with backoff; writes queued frames, reads replies.
+    private func linkLoop(replica: ReplicaID, mailbox: Mailbox<Frame>) async {
+        let endpoint = config.replicas[Int(replica.value)]
+        var backoff = Duration.milliseconds(50)
+        while !Task.isCancelled {
+            do {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connectTimeout(.seconds(2))
+                    .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
+                        wrapFrameChannel(channel, frameBytesMax: self.settings.frameBytesMax)
+                    }
+                try await channel.executeThenClose { inbound, outbound in
+                    var iterator = inbound.makeAsyncIterator()
+                    let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .client(keyPair.publicKey), myKey: keyPair)
+                    _ = try await driver.asConnector(inbound: &iterator, outbound: outbound, expected: .replica(replica))
+                    backoff = .milliseconds(50)
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            while !Task.isCancelled {
+                                let frames = await mailbox.takeAll()
+                                if frames.isEmpty { return }
+                                try await outbound.write(contentsOf: frames)
+                            }
+                        }
+                        while let frame = try await iterator.next() {
+                            switch frame {
+                            case .message(.reply(let reply)): accept(reply, from: replica)
+                            case .statusResponse(let json): deliverStatus(json, from: replica)
+                            default: break
+                            }
+                        }
+                        group.cancelAll()
+                    }
+                }
+            } catch {
+                logger.debug("link to replica down", metadata: ["replica": "\(replica.value)", "reason": "\(error)"])
+            }
+            if Task.isCancelled { return }
+            try? await Task.sleep(for: backoff * Double.random(in: 0.5...1.0))
+            backoff = min(backoff * 2, .seconds(2))
+        }
+    }
+}

@@ -1,0 +1,114 @@
+import Logging
+import NIOCore
+import NIOPosix
+import SteleCore
+import SteleCrypto
+
+public typealias FrameChannel = NIOAsyncChannel<Frame, Frame>
+
+/// Limits and timings of the runtime shell.
+public struct NodeSettings: Sendable {
+    /// Wall-clock length of one core tick.
+    public var tickInterval: Duration = .milliseconds(50)
+    /// Largest frame accepted on a connection (checked before the body is buffered).
+    public var frameBytesMax: Int = 4 * 1024 * 1024
+    /// Frames queued per peer replica before the oldest are dropped.
+    public var peerQueueFramesMax: Int = 8192
+    /// Frames queued per client connection before the oldest are dropped.
+    public var clientQueueFramesMax: Int = 4096
+    /// Events queued for the core before the oldest are dropped.
+    public var inboxEventsMax: Int = 65536
+    /// A peer must finish the handshake within this time.
+    public var handshakeTimeout: Duration = .seconds(5)
+    /// Reconnection backoff: starts here, doubles, capped, with jitter.
+    public var reconnectBackoffMin: Duration = .milliseconds(50)
+    public var reconnectBackoffMax: Duration = .seconds(2)
+    /// Most blocks served in one state-transfer response.
+    public var stateTransferBlocksMax: Int = 64
+    /// Most client connections served at once.
+    public var clientConnectionsMax: Int = 1024
+
+    public init() {}
+}
+
+/// Installs the frame codec on a fresh channel and wraps it for async use.
+func wrapFrameChannel(_ channel: Channel, frameBytesMax: Int) -> EventLoopFuture<FrameChannel> {
+    channel.eventLoop.makeCompletedFuture {
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)))
+        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+        return try FrameChannel(wrappingChannelSynchronously: channel)
+    }
+}
+
+/// Why a connection ended during or after its handshake.
+struct ConnectionError: Error, CustomStringConvertible {
+    let description: String
+}
+
+/// Runs the handshake on an established channel. `expected` pins the identity the connector
+/// dialled (an outbound link to replica j accepts only replica j).
+struct HandshakeDriver {
+    let handshake: Handshake
+    let myIdentity: PeerIdentity
+    let myKey: KeyPair
+
+    /// As the side that dialled: HELLO, read HELLO, PROOF, read PROOF.
+    func asConnector(
+        inbound: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        expected: PeerIdentity
+    ) async throws -> PeerIdentity {
+        let myNonce = Handshake.freshNonce()
+        try await outbound.write(.hello(Hello(cluster: handshake.config.cluster, identity: myIdentity, nonce: myNonce)))
+        guard case .hello(let theirs)? = try await inbound.next() else { throw ConnectionError(description: "peer sent no HELLO") }
+        _ = try handshake.key(for: theirs)
+        guard theirs.identity == expected else { throw ConnectionError(description: "dialled \(expected) but \(theirs.identity) answered") }
+        try await outbound.write(.proof(Handshake.prove(keyPair: myKey, cluster: handshake.config.cluster, verifierNonce: theirs.nonce, proverNonce: myNonce)))
+        guard case .proof(let proof)? = try await inbound.next() else { throw ConnectionError(description: "peer sent no PROOF") }
+        try handshake.check(proof: proof, from: theirs, myNonce: myNonce)
+        return theirs.identity
+    }
+
+    /// As the side that accepted: read HELLO, HELLO, read PROOF, PROOF.
+    func asAcceptor(
+        inbound: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<Frame>
+    ) async throws -> PeerIdentity {
+        guard case .hello(let theirs)? = try await inbound.next() else { throw ConnectionError(description: "peer sent no HELLO") }
+        do {
+            _ = try handshake.key(for: theirs)
+        } catch {
+            try? await outbound.write(.refusal(error.description))
+            throw error
+        }
+        let myNonce = Handshake.freshNonce()
+        try await outbound.write(.hello(Hello(cluster: handshake.config.cluster, identity: myIdentity, nonce: myNonce)))
+        guard case .proof(let proof)? = try await inbound.next() else { throw ConnectionError(description: "peer sent no PROOF") }
+        do {
+            try handshake.check(proof: proof, from: theirs, myNonce: myNonce)
+        } catch {
+            try? await outbound.write(.refusal(error.description))
+            throw error
+        }
+        try await outbound.write(.proof(Handshake.prove(keyPair: myKey, cluster: handshake.config.cluster, verifierNonce: theirs.nonce, proverNonce: myNonce)))
+        return theirs.identity
+    }
+}
+
+/// Closes `channel` unless `cancel()` is called first: a deadline for the handshake.
+struct Deadline: Sendable {
+    private let scheduled: Scheduled<Void>
+
+    init(_ duration: Duration, channel: Channel) {
+        let nanoseconds = Int64(duration.components.seconds) * 1_000_000_000 + Int64(duration.components.attoseconds / 1_000_000_000)
+        scheduled = channel.eventLoop.scheduleTask(in: .nanoseconds(nanoseconds)) {
+            channel.close(promise: nil)
+        }
+    }
+
+    func cancel() { scheduled.cancel() }
+}
+
+extension Duration {
+    var nanoseconds: Int64 { Int64(components.seconds) * 1_000_000_000 + Int64(components.attoseconds / 1_000_000_000) }
+}

@@ -1,0 +1,353 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PBFT
+import SteleCore
+import SteleCrypto
+import Synchronization
+
+/// A replica's status, served to `stele cluster status`.
+public struct ReplicaStatus: Codable, Sendable, Equatable {
+    public var replica: UInt16
+    public var view: UInt64
+    public var primary: UInt16
+    public var inViewChange: Bool
+    public var height: UInt64
+    public var headHash: String
+    public var stableCheckpoint: UInt64
+    public var connectedPeers: [UInt16]
+    public var committedBlocks: UInt64
+    public var viewChanges: UInt64
+}
+
+/// The runtime shell around the PBFT core: it verifies signatures, feeds events to the core,
+/// and performs the core's actions — durably persisting before it sends, appending blocks
+/// before it replies. It adds no protocol logic.
+public final class ReplicaNode: Sendable {
+    public let config: ClusterConfig
+    public let id: ReplicaID
+    let keyPair: KeyPair
+    let settings: NodeSettings
+    let logger: Logger
+    let verifier: SignatureVerifier
+    let inbox: Mailbox<Event>
+    let peerLinks: [ReplicaID: Mailbox<Frame>]
+    let clients = Mutex<[PublicKey: Mailbox<Frame>]>([:])
+    let connectedPeers = Mutex<Set<ReplicaID>>([])
+    let status: Mutex<ReplicaStatus>
+    let core: Mutex<CoreState>
+
+    /// Everything the core loop owns. Only the core loop touches it (the Mutex makes that
+    /// checkable, not contended).
+    final class CoreState: @unchecked Sendable {
+        var replica: Replica
+        let wal: WriteAheadLog
+        let ledger: LedgerArchive
+        var committedBlocks: UInt64 = 0
+        var viewChanges: UInt64 = 0
+        init(replica: Replica, wal: WriteAheadLog, ledger: LedgerArchive) {
+            self.replica = replica
+            self.wal = wal
+            self.ledger = ledger
+        }
+    }
+
+    public init(config: ClusterConfig, id: ReplicaID, keyPair: KeyPair, ledger: LedgerArchive, walPath: String,
+                settings: NodeSettings = NodeSettings(), logger: Logger) throws {
+        guard config.publicKey(of: id) == keyPair.publicKey else {
+            throw ConnectionError(description: "the key file's public key is not replica \(id.value)'s key in the cluster config")
+        }
+        self.config = config
+        self.id = id
+        self.keyPair = keyPair
+        self.settings = settings
+        self.logger = logger
+        self.verifier = SignatureVerifier(config: config)
+        self.inbox = Mailbox(capacity: settings.inboxEventsMax)
+        var links: [ReplicaID: Mailbox<Frame>] = [:]
+        for peer in config.replicaIDs where peer != id { links[peer] = Mailbox(capacity: settings.peerQueueFramesMax) }
+        self.peerLinks = links
+
+        let wal = try WriteAheadLog(path: walPath)
+        if wal.tornBytesDropped > 0 {
+            logger.warning("write-ahead log had a torn tail; dropped it", metadata: ["bytes": "\(wal.tornBytesDropped)", "file": "\(walPath)"])
+        }
+        let head = try ledger.replayHead(config: config)
+        let signer = ReplicaSigner(replica: id, cluster: config.cluster, keyPair: keyPair)
+        let replica = Replica(config: config, signer: signer, recovery: RecoveryState(ledgerHead: head, records: wal.records))
+        self.core = Mutex(CoreState(replica: replica, wal: wal, ledger: ledger))
+        self.status = Mutex(ReplicaStatus(
+            replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
+            height: head.height.value, headHash: head.hash.hex, stableCheckpoint: replica.stableCheckpoint.value,
+            connectedPeers: [], committedBlocks: 0, viewChanges: 0))
+        logger.info("recovered", metadata: ["view": "\(replica.view.value)", "height": "\(head.height.value)", "walRecords": "\(wal.records.count)"])
+    }
+
+    public var currentStatus: ReplicaStatus { status.withLock { $0 } }
+
+    /// Runs until the task is cancelled: the server, the peer links, the clock and the core.
+    public func run(group: MultiThreadedEventLoopGroup = .singleton) async throws {
+        let endpoint = config.replicas[Int(id.value)]
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: endpoint.host, port: Int(endpoint.port)) { channel in
+                wrapFrameChannel(channel, frameBytesMax: self.settings.frameBytesMax)
+            }
+        logger.info("listening", metadata: ["address": "\(endpoint.host):\(endpoint.port)"])
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { try await self.acceptLoop(server) }
+            for (peer, mailbox) in peerLinks {
+                group.addTask { await self.peerLinkLoop(peer: peer, mailbox: mailbox) }
+            }
+            group.addTask { await self.clockLoop() }
+            group.addTask { try await self.coreLoop() }
+        }
+    }
+
+    // MARK: The core loop
+
+    private func clockLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.tickInterval)
+            inbox.post(.tick)
+        }
+    }
+
+    private func coreLoop() async throws {
+        defer { inbox.close() }
+        while !Task.isCancelled {
+            let events = await inbox.takeAll()
+            if events.isEmpty { return }
+            try core.withLock { state in
+                var actions: [Action] = []
+                for event in events { actions += state.replica.handle(event) }
+                try perform(actions, state: state)
+            }
+        }
+    }
+
+    /// Group commit: every persist record and every block of the batch is made durable first
+    /// (one WAL fsync, one ledger fsync); only then are messages and replies sent.
+    private func perform(_ actions: [Action], state: CoreState) throws {
+        var records: [PersistRecord] = []
+        var ledgerTouched = false
+        var stableCheckpoint: SequenceNumber?
+        for action in actions {
+            switch action {
+            case .persist(let newRecords):
+                records += newRecords
+                for case .stableCheckpoint(let certificate) in newRecords { stableCheckpoint = certificate.sequence }
+            case .commit(let block):
+                try state.ledger.append(block)
+                state.committedBlocks += 1
+                ledgerTouched = true
+            case .commitCheckpoint(let certificate):
+                try state.ledger.append(certificate)
+                ledgerTouched = true
+            default:
+                break
+            }
+        }
+        if !records.isEmpty {
+            state.wal.append(records)
+            try state.wal.sync()
+        }
+        if ledgerTouched { try state.ledger.sync() }
+        if let stableCheckpoint { try state.wal.compact(above: stableCheckpoint) }
+
+        for action in actions {
+            switch action {
+            case .send(let message, let to): peerLinks[to]?.post(.message(message))
+            case .broadcast(let message):
+                let frame = Frame.message(message)
+                for mailbox in peerLinks.values { mailbox.post(frame) }
+            case .reply(let reply):
+                let mailbox = clients.withLock { $0[reply.client] }
+                mailbox?.post(.message(.reply(reply)))
+            case .serveState(let request):
+                serveState(request, state: state)
+            case .persist, .commit, .commitCheckpoint:
+                break
+            }
+        }
+        updateStatus(state)
+    }
+
+    private func serveState(_ request: StateRequest, state: CoreState) {
+        guard request.fromHeight <= request.toHeight, request.fromHeight.value >= 1 else { return }
+        let head = state.ledger.headHeight
+        guard request.fromHeight <= head else { return }
+        let last = SequenceNumber(min(request.toHeight.value, head.value, request.fromHeight.value + UInt64(settings.stateTransferBlocksMax) - 1))
+        do {
+            let blocks = try state.ledger.blocks(from: request.fromHeight, through: last)
+            let checkpoint = try state.ledger.latestCheckpoint(atOrBelow: last)
+            let signer = ReplicaSigner(replica: id, cluster: config.cluster, keyPair: keyPair)
+            let response = StateResponse(blocks: blocks, checkpoint: checkpoint, replica: id).signed(by: signer)
+            peerLinks[request.replica]?.post(.message(.stateResponse(response)))
+        } catch {
+            logger.error("cannot serve state transfer", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func updateStatus(_ state: CoreState) {
+        let replica = state.replica
+        let peers = connectedPeers.withLock { $0.map(\.value).sorted() }
+        status.withLock { status in
+            if replica.view.value != status.view { state.viewChanges += 1 }
+            status = ReplicaStatus(
+                replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
+                height: replica.ledgerHead.height.value, headHash: replica.ledgerHead.hash.hex,
+                stableCheckpoint: replica.stableCheckpoint.value, connectedPeers: peers,
+                committedBlocks: state.committedBlocks, viewChanges: state.viewChanges)
+        }
+    }
+
+    // MARK: Inbound connections
+
+    private func acceptLoop(_ server: NIOAsyncChannel<FrameChannel, Never>) async throws {
+        try await withThrowingDiscardingTaskGroup { group in
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask { await self.serveConnection(connection) }
+                }
+            }
+        }
+    }
+
+    /// One inbound connection: handshake, then frames. Catches its own errors: one bad peer
+    /// never takes the server down.
+    private func serveConnection(_ channel: FrameChannel) async {
+        let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var iterator = inbound.makeAsyncIterator()
+                let deadline = Deadline(settings.handshakeTimeout, channel: channel.channel)
+                let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .replica(id), myKey: keyPair)
+                let peer = try await driver.asAcceptor(inbound: &iterator, outbound: outbound)
+                deadline.cancel()
+                switch peer {
+                case .replica(let peerID):
+                    try await serveReplica(peerID, iterator: &iterator)
+                case .client(let key):
+                    try await serveClient(key, iterator: &iterator, outbound: outbound)
+                }
+            }
+        } catch {
+            logger.debug("inbound connection closed", metadata: ["remote": "\(remote)", "reason": "\(error)"])
+        }
+    }
+
+    private func serveReplica(_ peer: ReplicaID, iterator: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator) async throws {
+        while let frame = try await iterator.next() {
+            guard case .message(let message) = frame else {
+                throw ConnectionError(description: "replica \(peer.value) sent a \(frame.kind) frame")
+            }
+            guard message.sender == peer else {
+                logger.warning("dropping message whose signer is not the connected replica", metadata: ["peer": "\(peer.value)"])
+                continue
+            }
+            do {
+                try verifier.verify(message)
+            } catch {
+                logger.warning("dropping message with a bad signature", metadata: ["peer": "\(peer.value)", "error": "\(error)"])
+                continue
+            }
+            inbox.post(.message(message, from: peer))
+        }
+    }
+
+    private func serveClient(_ key: PublicKey, iterator: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+                             outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
+        let mailbox = Mailbox<Frame>(capacity: settings.clientQueueFramesMax)
+        let accepted = clients.withLock { clients -> Bool in
+            guard clients.count < settings.clientConnectionsMax || clients[key] != nil else { return false }
+            clients[key]?.close()
+            clients[key] = mailbox
+            return true
+        }
+        guard accepted else {
+            try? await outbound.write(.refusal("too many client connections"))
+            return
+        }
+        defer {
+            clients.withLock { clients in
+                if clients[key] === mailbox { clients[key] = nil }
+            }
+            mailbox.close()
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                while true {
+                    let frames = await mailbox.takeAll()
+                    if frames.isEmpty { return }
+                    try await outbound.write(contentsOf: frames)
+                }
+            }
+            while let frame = try await iterator.next() {
+                switch frame {
+                case .message(.request(let request)):
+                    guard request.client == key else {
+                        throw ConnectionError(description: "client sent a request signed by another key")
+                    }
+                    guard request.verifySignature(cluster: config.cluster) else {
+                        logger.debug("dropping request with a bad signature", metadata: ["client": "\(key)"])
+                        continue
+                    }
+                    inbox.post(.clientRequest(request))
+                case .statusRequest:
+                    let json = (try? JSONEncoder().encode(currentStatus)).map { Array($0) } ?? []
+                    mailbox.post(.statusResponse(json))
+                default:
+                    throw ConnectionError(description: "client sent a \(frame.kind) frame")
+                }
+            }
+            mailbox.close()
+            try await group.waitForAll()
+        }
+    }
+
+    // MARK: Outbound peer links
+
+    /// Keeps one connection to `peer` open, reconnecting with exponential backoff and jitter,
+    /// and writes the peer's queued frames to it.
+    private func peerLinkLoop(peer: ReplicaID, mailbox: Mailbox<Frame>) async {
+        let endpoint = config.replicas[Int(peer.value)]
+        var backoff = settings.reconnectBackoffMin
+        var generator = SystemRandomNumberGenerator()
+        while !Task.isCancelled {
+            do {
+                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                    .connectTimeout(.seconds(2))
+                    .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
+                        wrapFrameChannel(channel, frameBytesMax: self.settings.frameBytesMax)
+                    }
+                try await channel.executeThenClose { inbound, outbound in
+                    var iterator = inbound.makeAsyncIterator()
+                    let deadline = Deadline(settings.handshakeTimeout, channel: channel.channel)
+                    let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .replica(id), myKey: keyPair)
+                    _ = try await driver.asConnector(inbound: &iterator, outbound: outbound, expected: .replica(peer))
+                    deadline.cancel()
+                    backoff = settings.reconnectBackoffMin
+                    connectedPeers.withLock { _ = $0.insert(peer) }
+                    defer { connectedPeers.withLock { _ = $0.remove(peer) } }
+                    logger.info("connected to peer", metadata: ["peer": "\(peer.value)"])
+                    // The peer sends nothing on this link; a closed connection shows up as a
+                    // failed write, and the link reconnects.
+                    while !Task.isCancelled {
+                        let frames = await mailbox.takeAll()
+                        if frames.isEmpty { return }
+                        try await outbound.write(contentsOf: frames)
+                    }
+                }
+            } catch {
+                logger.debug("peer link down", metadata: ["peer": "\(peer.value)", "reason": "\(error)"])
+            }
+            let jitter = Double.random(in: 0.5...1.0, using: &generator)
+            try? await Task.sleep(for: backoff * jitter)
+            backoff = min(backoff * 2, settings.reconnectBackoffMax)
+        }
+    }
+}

@@ -1,0 +1,161 @@
+import ArgumentParser
+import Foundation
+import SteleCore
+import SteleCrypto
+import SteleNode
+
+struct ClusterInit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "init",
+        abstract: "Create a cluster: cluster.json, one key per replica (0600) and a client key.")
+
+    @OptionGroup var options: DirectoryOption
+
+    @Option(help: "Number of replicas n; must be at least 3f+1.")
+    var replicas: Int = 4
+
+    @Option(help: "Byzantine faults tolerated f (default: the most n allows, (n-1)/3).")
+    var faults: Int?
+
+    @Option(help: "Address every replica listens on.")
+    var host: String = "127.0.0.1"
+
+    @Option(help: "Port of replica 0; replica i listens on base-port + i.")
+    var basePort: Int = 7400
+
+    @Flag(help: "Replace an existing cluster in DIR (deletes its keys and ledgers).")
+    var force = false
+
+    func run() throws {
+        do {
+            let config = try ClusterDirectory.initialize(root: options.dir, replicas: replicas, f: faults, host: host, basePort: basePort, force: force)
+            print("created cluster \(config.cluster.hex) in \(options.dir): n = \(config.n), f = \(config.f), quorum = \(config.quorum)")
+            for replica in config.replicas {
+                print("  replica \(replica.id.value)  \(replica.host):\(replica.port)  key \(replica.publicKey.hex.prefix(16))…")
+            }
+            print("start it with: stele cluster start --dir \(options.dir)")
+        } catch {
+            fail("\(error)")
+        }
+    }
+}
+
+struct ClusterStart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "start",
+        abstract: "Run every replica of the cluster as its own process, in the foreground.",
+        discussion: "Logs are streamed with a [rI] prefix. Ctrl-C or SIGTERM stops all replicas cleanly; so does `stele cluster stop --dir DIR` from another terminal.")
+
+    @OptionGroup var options: DirectoryOption
+
+    @Option(name: .customLong("log-level"), help: "Replica log level (trace, debug, info, notice, warning, error).")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        let directory = options.directory
+        let config: ClusterConfig
+        do { config = try directory.loadConfig() } catch { fail("\(error)") }
+        try FileManager.default.createDirectory(atPath: directory.runDirectory, withIntermediateDirectories: true)
+        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: logLevel)
+        try "\(getpid())\n".write(toFile: directory.supervisorPidPath, atomically: true, encoding: .utf8)
+        for replica in config.replicaIDs {
+            do { try supervisor.start(replica) } catch { supervisor.stopAll(); fail("cannot start replica \(replica.value): \(error)") }
+        }
+        print("stele: started \(config.n) replicas; Ctrl-C stops them")
+        await supervisor.waitForStopSignal()
+        supervisor.stopAll()
+        try? FileManager.default.removeItem(atPath: directory.supervisorPidPath)
+        print("stele: cluster stopped")
+    }
+}
+
+struct ClusterStop: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Stop a cluster started with `stele cluster start`.")
+
+    @OptionGroup var options: DirectoryOption
+
+    func run() throws {
+        let directory = options.directory
+        if let text = try? String(contentsOfFile: directory.supervisorPidPath, encoding: .utf8),
+           let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)), kill(pid, 0) == 0 {
+            kill(pid, SIGTERM)
+            for _ in 0..<200 where kill(pid, 0) == 0 { usleep(50_000) }
+            print("stele: stopped the cluster supervisor (pid \(pid))")
+            return
+        }
+        // No supervisor: stop replicas started on their own.
+        guard let config = try? directory.loadConfig() else { fail("no cluster in \(options.dir)") }
+        var stopped = 0
+        for id in config.replicaIDs {
+            guard let pid = directory.recordedPid(id), kill(pid, 0) == 0 else { continue }
+            kill(pid, SIGTERM)
+            stopped += 1
+        }
+        print("stele: sent SIGTERM to \(stopped) replica(s)")
+    }
+}
+
+struct ClusterStatus: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show view, primary, height and lag of every replica.")
+
+    @OptionGroup var options: DirectoryOption
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    struct Row: Codable {
+        var id: UInt16
+        var address: String
+        var pid: Int32?
+        var up: Bool
+        var status: ReplicaStatus?
+        var lag: UInt64?
+    }
+
+    func run() async throws {
+        let directory = options.directory
+        let config: ClusterConfig
+        let clientKey: KeyPair
+        do {
+            config = try directory.loadConfig()
+            clientKey = try KeyFile.read(from: directory.clientKeyPath)
+        } catch { fail("\(error)") }
+        let statuses = try await SteleClient.with(config: config, keyPair: clientKey, logger: makeLogger("stele.client", level: .critical)) { client in
+            await withTaskGroup(of: (ReplicaID, ReplicaStatus?).self) { group in
+                for id in config.replicaIDs { group.addTask { (id, await client.status(of: id)) } }
+                var result: [ReplicaID: ReplicaStatus] = [:]
+                for await (id, status) in group { if let status { result[id] = status } }
+                return result
+            }
+        }
+        let highest = statuses.values.map(\.height).max() ?? 0
+        let rows = config.replicas.map { replica -> Row in
+            let pid = directory.recordedPid(replica.id).flatMap { kill($0, 0) == 0 ? $0 : nil }
+            let status = statuses[replica.id]
+            return Row(id: replica.id.value, address: "\(replica.host):\(replica.port)", pid: pid, up: status != nil, status: status,
+                       lag: status.map { highest - $0.height })
+        }
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(rows), as: UTF8.self))
+            return
+        }
+        print("replica  address           pid      state  view  primary  height  lag  head")
+        for row in rows {
+            let pid = row.pid.map(String.init) ?? "-"
+            if let status = row.status {
+                let state = status.inViewChange ? "vc" : "up"
+                print(String(format: "%-8d %-17@ %-8@ %-6@ %-5llu %-8d %-7llu %-4llu %@…",
+                             row.id, row.address as NSString, pid as NSString, state as NSString, status.view, status.primary,
+                             status.height, row.lag ?? 0, String(status.headHash.prefix(16)) as NSString))
+            } else {
+                print(String(format: "%-8d %-17@ %-8@ %-6@", row.id, row.address as NSString, pid as NSString, "down" as NSString))
+            }
+        }
+    }
+}
+
+func currentExecutablePath() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}

@@ -1,0 +1,92 @@
+import Foundation
+import SteleCore
+import SteleNode
+import Synchronization
+
+/// Runs replicas as child processes, prefixes their log lines, and stops them on a signal.
+final class Supervisor: Sendable {
+    let directory: ClusterDirectory
+    let executable: String
+    let logLevel: String
+    let processes = Mutex<[ReplicaID: Process]>([:])
+    let printLock = Mutex(())
+
+    init(directory: ClusterDirectory, executable: String, logLevel: String) {
+        self.directory = directory
+        self.executable = executable
+        self.logLevel = logLevel
+    }
+
+    func start(_ id: ReplicaID) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--log-level", logLevel]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        let prefix = "[r\(id.value)] "
+        let buffer = Mutex<[UInt8]>([])
+        pipe.fileHandleForReading.readabilityHandler = { handle in
+            let data = handle.availableData
+            if data.isEmpty {
+                handle.readabilityHandler = nil
+                return
+            }
+            let lines: [String] = buffer.withLock { pending in
+                pending += data
+                var out: [String] = []
+                while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    out.append(String(decoding: pending[..<newline], as: UTF8.self))
+                    pending.removeSubrange(...newline)
+                }
+                return out
+            }
+            self.printLock.withLock { _ in
+                for line in lines { FileHandle.standardOutput.write(Data((prefix + line + "\n").utf8)) }
+            }
+        }
+        try process.run()
+        try "\(process.processIdentifier)\n".write(toFile: directory.pidPath(id), atomically: true, encoding: .utf8)
+        processes.withLock { $0[id] = process }
+    }
+
+    /// Returns when SIGINT or SIGTERM arrives, or when every replica has exited.
+    func waitForStopSignal() async {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let stream = AsyncStream<Void> { continuation in
+            let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
+                let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+                source.setEventHandler { continuation.yield() }
+                source.resume()
+                return source
+            }
+            let watcher = Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(200))
+                    let anyRunning = self.processes.withLock { $0.values.contains { $0.isRunning } }
+                    if !anyRunning {
+                        continuation.yield()
+                        return
+                    }
+                }
+            }
+            nonisolated(unsafe) let signalSources = sources
+            continuation.onTermination = { _ in
+                signalSources.forEach { $0.cancel() }
+                watcher.cancel()
+            }
+        }
+        for await _ in stream { return }
+    }
+
+    /// SIGTERM to every replica, then SIGKILL to any still running after 10 s.
+    func stopAll() {
+        let running = processes.withLock { $0 }
+        for (_, process) in running where process.isRunning { kill(process.processIdentifier, SIGTERM) }
+        let deadline = Date().addingTimeInterval(10)
+        while Date() < deadline, running.values.contains(where: \.isRunning) { usleep(50_000) }
+        for (_, process) in running where process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        for (id, _) in running { try? FileManager.default.removeItem(atPath: directory.pidPath(id)) }
+    }
+}
