@@ -1,0 +1,185 @@
+import Foundation
+import NIOCore
+import NIOPosix
+import Testing
+import SteleAudit
+import SteleCore
+import SteleCrypto
+@testable import SteleNode
+
+/// Real `stele replica` processes on 127.0.0.1 with ephemeral ports. Every wait polls its
+/// condition with a generous bound; every process is stopped by PID at the end, even on failure.
+@Suite("End to end: four replica processes", .serialized)
+struct EndToEndTests {
+    func submit(_ client: SteleClient, _ count: Int, prefix: String) async throws -> [SubmitResult] {
+        try await withThrowingTaskGroup(of: SubmitResult.self) { group in
+            for index in 0..<count {
+                group.addTask { try await client.submit(Array("\(prefix)-\(index)".utf8), timeout: .seconds(60)) }
+            }
+            var results: [SubmitResult] = []
+            for try await result in group { results.append(result) }
+            return results
+        }
+    }
+
+    /// Every acknowledged transaction is in each live ledger exactly once, at the acknowledged
+    /// height with the acknowledged block hash, and stele-check passes over those ledgers.
+    func expectAcknowledgedExactlyOnce(_ acks: [SubmitResult], cluster: TestCluster, live: [ReplicaID]) async throws {
+        let top = acks.map(\.height).max() ?? 0
+        let caughtUp = await eventually { live.allSatisfy { cluster.height($0) >= top } }
+        #expect(caughtUp, "live replicas reach height \(top): \(live.map { cluster.height($0) })")
+        for id in live {
+            let blocks = try cluster.ledgerBlocks(id)
+            var occurrences: [UInt64: Int] = [:]
+            for block in blocks {
+                for request in block.batch where request.client == cluster.clientKey.publicKey {
+                    occurrences[request.timestamp, default: 0] += 1
+                }
+            }
+            for ack in acks {
+                #expect(occurrences[ack.timestamp] == 1, "replica \(id.value): transaction t=\(ack.timestamp) appears \(occurrences[ack.timestamp] ?? 0) times")
+                if ack.height >= 1, ack.height <= UInt64(blocks.count) {
+                    #expect(blocks[Int(ack.height) - 1].hash.hex == ack.blockHash, "replica \(id.value): block \(ack.height) differs from the acknowledged one")
+                }
+            }
+        }
+        let report = try cluster.audit(live)
+        #expect(report.verdict == .pass, "stele-check: \(report.findings.filter { $0.severity == .violation }.prefix(5))")
+    }
+
+    @Test("normal case: transactions commit on all four replicas and the ledgers audit clean")
+    func normalCase() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        let acks = try await cluster.withClient { try await submit($0, 30, prefix: "normal") }
+        #expect(acks.count == 30)
+        #expect(Set(acks.map(\.timestamp)).count == 30)
+        try await expectAcknowledgedExactlyOnce(acks, cluster: cluster, live: cluster.config.replicaIDs)
+    }
+
+    @Test("SIGKILL of the primary: a view change, then commits continue")
+    func primaryKilled() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        let before = try await cluster.withClient { try await submit($0, 10, prefix: "before") }
+        cluster.kill9(0)
+        let after = try await cluster.withClient { client -> [SubmitResult] in
+            let acks = try await submit(client, 10, prefix: "after")
+            let moved = await eventually(timeout: .seconds(30)) {
+                let status = await client.status(of: 1)
+                return (status?.view ?? 0) >= 1 && status?.inViewChange == false
+            }
+            #expect(moved, "replica 1 moved to a new view")
+            return acks
+        }
+        #expect(after.count == 10)
+        try await expectAcknowledgedExactlyOnce(before + after, cluster: cluster, live: [1, 2, 3])
+    }
+
+    @Test("SIGKILL and restart of a backup: it catches up by state transfer and its ledger equals the others'")
+    func backupRestarted() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        let first = try await cluster.withClient { try await submit($0, 10, prefix: "first") }
+        cluster.kill9(3)
+        let second = try await cluster.withClient { try await submit($0, 40, prefix: "second") }
+        try cluster.start(3)
+        let top = (first + second).map(\.height).max() ?? 0
+        let caughtUp = await eventually { cluster.height(3) >= top }
+        #expect(caughtUp, "restarted replica reaches height \(top), has \(cluster.height(3))\n\(cluster.logTail(3))")
+        try await expectAcknowledgedExactlyOnce(first + second, cluster: cluster, live: cluster.config.replicaIDs)
+        let reference = try cluster.ledgerBlocks(0).prefix(Int(top)).map(\.hash)
+        #expect(try cluster.ledgerBlocks(3).prefix(Int(top)).map(\.hash) == reference)
+    }
+
+    @Test("SIGSTOP of a backup for a while, then SIGCONT: it catches up")
+    func backupPaused() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        cluster.signal(2, SIGSTOP)
+        let acks = try await cluster.withClient { try await submit($0, 30, prefix: "paused") }
+        cluster.signal(2, SIGCONT)
+        try await expectAcknowledgedExactlyOnce(acks, cluster: cluster, live: cluster.config.replicaIDs)
+    }
+
+    @Test("garbage, oversize and truncated frames and a wrong handshake key are dropped; the replica keeps serving")
+    func hostileConnections() async throws {
+        let cluster = try TestCluster()
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        let target = cluster.config.replicas[1]
+        let attacks: [[UInt8]] = [
+            Array(repeating: 0xAB, count: 4096),                              // garbage
+            [0x7f, 0xff, 0xff, 0xff] + Array(repeating: 1, count: 64),        // oversize length
+            [0x00, 0x00, 0x01, 0x00, 0x01, 0x02],                             // truncated frame, then close
+            [0x00, 0x00, 0x00, 0x00],                                         // empty frame
+        ]
+        for bytes in attacks {
+            try await sendRaw(bytes, to: target)
+        }
+        // A client handshake proven with the wrong key.
+        try await wrongKeyHandshake(to: target, cluster: cluster)
+        // A replica handshake for an id that is not a member.
+        let acks = try await cluster.withClient { try await submit($0, 10, prefix: "after-attacks") }
+        #expect(acks.count == 10)
+        try await expectAcknowledgedExactlyOnce(acks, cluster: cluster, live: cluster.config.replicaIDs)
+        #expect(cluster.processes.values.allSatisfy(\.isRunning), "every replica is still running")
+    }
+
+    func sendRaw(_ bytes: [UInt8], to endpoint: ReplicaEndpoint) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        try await channel.executeThenClose { inbound, outbound in
+            try await outbound.write(ByteBuffer(bytes: bytes))
+            // The replica must close the connection (or we stop waiting after a bound).
+            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    for try await _ in inbound {}
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(10))
+                    return false
+                }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+            // A truncated frame simply waits for more bytes: there closing is our side's job.
+            if bytes.count > 8, bytes[0] == 0xAB || bytes[0] == 0x7f {
+                #expect(closed, "the replica dropped a connection that sent \(bytes.prefix(4))")
+            }
+        }
+    }
+
+    func wrongKeyHandshake(to endpoint: ReplicaEndpoint, cluster: TestCluster) async throws {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
+                wrapFrameChannel(channel, frameBytesMax: 1 << 20)
+            }
+        let claimed = KeyPair.generate()
+        let actual = KeyPair.generate()
+        try await channel.executeThenClose { inbound, outbound in
+            var iterator = inbound.makeAsyncIterator()
+            let myNonce = Handshake.freshNonce()
+            try await outbound.write(.hello(Hello(cluster: cluster.config.cluster, identity: .client(claimed.publicKey), nonce: myNonce)))
+            guard case .hello(let theirs)? = try await iterator.next() else {
+                Issue.record("replica did not answer HELLO")
+                return
+            }
+            try await outbound.write(.proof(Handshake.prove(keyPair: actual, cluster: cluster.config.cluster, verifierNonce: theirs.nonce, proverNonce: myNonce)))
+            var refused = false
+            while let frame = try? await iterator.next() {
+                if case .refusal = frame { refused = true }
+                if case .proof = frame { Issue.record("replica completed a handshake with a wrong key") }
+            }
+            #expect(refused, "the replica refused the wrong key")
+        }
+    }
+}

@@ -1,0 +1,171 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import SteleAudit
+import SteleCore
+import SteleCrypto
+import SteleLedger
+@testable import SteleNode
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try? await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
+
+/// The built `stele` executable, next to the test bundle in the build products directory.
+func steleExecutable() -> String {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("stele").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/stele").path
+    return fallback
+}
+
+/// Free TCP ports on 127.0.0.1 (bound, then released; a replica binds them right after).
+func freePorts(_ count: Int) throws -> [Int] {
+    var sockets: [Int32] = []
+    var ports: [Int] = []
+    defer { sockets.forEach { close($0) } }
+    for _ in 0..<count {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw ClusterDirectoryError("cannot bind an ephemeral port") }
+        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        sockets.append(fd)
+        ports.append(Int(UInt16(bigEndian: address.sin_port)))
+    }
+    return ports
+}
+
+/// A 4-replica cluster of real `stele replica` processes on 127.0.0.1, in a scratch directory.
+/// Every process it started is stopped by PID in `shutdown()` (call it in a defer).
+final class TestCluster: @unchecked Sendable {
+    let directory: ClusterDirectory
+    let config: ClusterConfig
+    let clientKey: KeyPair
+    private(set) var processes: [ReplicaID: Process] = [:]
+    let tickMilliseconds: Int
+    var logs: [ReplicaID: URL] = [:]
+
+    init(replicas: Int = 4, tickMilliseconds: Int = 20) throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-e2e-\(UUID().uuidString.prefix(8))").path
+        let ports = try freePorts(replicas)
+        // Ports are consecutive from base-port in `cluster init`; write the config with the
+        // ephemeral ports instead.
+        var parameters = ProtocolParameters()
+        parameters.checkpointInterval = 8
+        parameters.watermarkWindow = 32
+        try ClusterDirectory.initialize(root: root, replicas: replicas, f: nil, host: "127.0.0.1", basePort: 20000, parameters: parameters, force: false)
+        directory = ClusterDirectory(root)
+        let initial = try directory.loadConfig()
+        let endpoints = initial.replicas.enumerated().map { index, replica in
+            ReplicaEndpoint(id: replica.id, host: "127.0.0.1", port: UInt16(ports[index]), publicKey: replica.publicKey)
+        }
+        config = try ClusterConfig(cluster: initial.cluster, f: initial.f, replicas: endpoints, parameters: parameters)
+        try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath))
+        clientKey = try KeyFile.read(from: directory.clientKeyPath)
+        self.tickMilliseconds = tickMilliseconds
+    }
+
+    func startAll() throws {
+        for id in config.replicaIDs { try start(id) }
+    }
+
+    func start(_ id: ReplicaID) throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: steleExecutable())
+        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--tick-ms", "\(tickMilliseconds)", "--log-level", "info"]
+        let log = URL(fileURLWithPath: "\(directory.root)/replica-\(id.value).log")
+        if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
+        let handle = try FileHandle(forWritingTo: log)
+        handle.seekToEndOfFile()
+        process.standardOutput = handle
+        process.standardError = handle
+        try process.run()
+        processes[id] = process
+        logs[id] = log
+    }
+
+    func pid(_ id: ReplicaID) -> Int32? { processes[id].map(\.processIdentifier) }
+
+    func kill9(_ id: ReplicaID) {
+        guard let process = processes[id], process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        processes[id] = nil
+    }
+
+    func signal(_ id: ReplicaID, _ number: Int32) {
+        guard let process = processes[id], process.isRunning else { return }
+        kill(process.processIdentifier, number)
+    }
+
+    /// SIGCONT (in case it is stopped), SIGTERM, then SIGKILL after 5 s; removes the directory
+    /// unless STELE_KEEP_E2E is set.
+    func shutdown() {
+        for (_, process) in processes where process.isRunning {
+            kill(process.processIdentifier, SIGCONT)
+            kill(process.processIdentifier, SIGTERM)
+        }
+        let deadline = Date().addingTimeInterval(5)
+        while Date() < deadline, processes.values.contains(where: \.isRunning) { usleep(20_000) }
+        for (_, process) in processes where process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        processes = [:]
+        if ProcessInfo.processInfo.environment["STELE_KEEP_E2E"] == nil {
+            try? FileManager.default.removeItem(atPath: directory.root)
+        }
+    }
+
+    func logTail(_ id: ReplicaID, lines: Int = 30) -> String {
+        guard let log = logs[id], let text = try? String(contentsOf: log, encoding: .utf8) else { return "" }
+        return text.split(separator: "\n").suffix(lines).joined(separator: "\n")
+    }
+
+    func withClient<T: Sendable>(_ body: (SteleClient) async throws -> T) async throws -> T {
+        var settings = SteleClient.Settings()
+        settings.retransmitAfter = .milliseconds(300)
+        settings.retransmitAfterMax = .seconds(1)
+        return try await SteleClient.with(config: config, keyPair: clientKey, settings: settings, logger: Logger(label: "test.client"), body)
+    }
+
+    /// Every block of replica `id`'s ledger, read from the file (read-only, while it runs).
+    func ledgerBlocks(_ id: ReplicaID) throws -> [CertifiedBlock] {
+        let store = try LedgerStore.open(path: directory.ledgerPath(id), expectedGenesis: config.genesis, access: .readOnly)
+        guard store.head.height.value >= 1 else { return [] }
+        var blocks: [CertifiedBlock] = []
+        var next: UInt64 = 1
+        while next <= store.head.height.value {
+            let last = min(store.head.height.value, next + 511)
+            blocks += try store.blocks(from: SequenceNumber(next), to: SequenceNumber(last))
+            next = last + 1
+        }
+        return blocks
+    }
+
+    func height(_ id: ReplicaID) -> UInt64 {
+        (try? LedgerStore.open(path: directory.ledgerPath(id), expectedGenesis: config.genesis, access: .readOnly).head.height.value) ?? 0
+    }
+
+    /// The stele-check verdict over the given replicas' ledger files.
+    func audit(_ replicas: [ReplicaID]) throws -> AuditReport {
+        try Auditor(config: config).audit(paths: replicas.map { directory.ledgerPath($0) })
+    }
+}
