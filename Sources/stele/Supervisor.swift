@@ -10,17 +10,24 @@ final class Supervisor: Sendable {
     let logLevel: String
     let processes = Mutex<[ReplicaID: Process]>([:])
     let printLock = Mutex(())
+    /// Where prefixed replica log lines go (standard output by default).
+    let output: FileHandle
+    let extraArguments: [String]
 
-    init(directory: ClusterDirectory, executable: String, logLevel: String) {
+    init(directory: ClusterDirectory, executable: String, logLevel: String, output: FileHandle = .standardOutput, extraArguments: [String] = []) {
         self.directory = directory
         self.executable = executable
         self.logLevel = logLevel
+        self.output = output
+        self.extraArguments = extraArguments
     }
+
+    var pids: [ReplicaID: Int32] { processes.withLock { $0.mapValues(\.processIdentifier) } }
 
     func start(_ id: ReplicaID) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--log-level", logLevel]
+        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--log-level", logLevel] + extraArguments
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -42,7 +49,7 @@ final class Supervisor: Sendable {
                 return out
             }
             self.printLock.withLock { _ in
-                for line in lines { FileHandle.standardOutput.write(Data((prefix + line + "\n").utf8)) }
+                for line in lines { self.output.write(Data((prefix + line + "\n").utf8)) }
             }
         }
         try process.run()

@@ -31,27 +31,6 @@ func steleExecutable() -> String {
     return fallback
 }
 
-/// Free TCP ports on 127.0.0.1 (bound, then released; a replica binds them right after).
-func freePorts(_ count: Int) throws -> [Int] {
-    var sockets: [Int32] = []
-    var ports: [Int] = []
-    defer { sockets.forEach { close($0) } }
-    for _ in 0..<count {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = 0
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else { throw ClusterDirectoryError("cannot bind an ephemeral port") }
-        _ = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
-        sockets.append(fd)
-        ports.append(Int(UInt16(bigEndian: address.sin_port)))
-    }
-    return ports
-}
-
 /// A 4-replica cluster of real `stele replica` processes on 127.0.0.1, in a scratch directory.
 /// Every process it started is stopped by PID in `shutdown()` (call it in a defer).
 final class TestCluster: @unchecked Sendable {
@@ -64,7 +43,7 @@ final class TestCluster: @unchecked Sendable {
 
     init(replicas: Int = 4, tickMilliseconds: Int = 20) throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-e2e-\(UUID().uuidString.prefix(8))").path
-        let ports = try freePorts(replicas)
+        let ports = try LocalPorts.free(replicas)
         // Ports are consecutive from base-port in `cluster init`; write the config with the
         // ephemeral ports instead.
         var parameters = ProtocolParameters()

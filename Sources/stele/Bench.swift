@@ -1,0 +1,299 @@
+import ArgumentParser
+import Foundation
+import Histogram
+import Logging
+import SteleCore
+import SteleCrypto
+import SteleLedger
+import SteleNode
+import Synchronization
+
+/// Every figure of one benchmark run (`stele bench --json` prints this object).
+struct BenchReport: Codable {
+    var replicas: Int
+    var clients: Int
+    var outstandingPerClient: Int
+    var payloadBytes: Int
+    var warmupSeconds: Double
+    var measuredSeconds: Double
+    var acknowledgedTransactions: Int
+    var failedTransactions: Int
+    var throughputTxPerSecond: Double
+    var latencyMilliseconds: [String: Double]
+    var cpuSecondsPer1000Tx: Double
+    var replicaCPUSeconds: Double
+    var averageBatchSize: Double
+    var viewChanges: UInt64
+    var replicaRSSBytes: [UInt64]
+    var ledgerBytesPerTransaction: Double
+    var ed25519VerifyPerSecondPerCore: Double
+    var ed25519SignPerSecondPerCore: Double
+    var cores: Int
+    var ceilingTxPerSecond: Double
+    var throughputOverCeiling: Double
+}
+
+/// Measures this machine's Ed25519 rates on one core, for the ceiling.
+func measureEd25519(seconds: Double = 1.0) -> (verify: Double, sign: Double) {
+    let keyPair = KeyPair(seed: [UInt8](repeating: 7, count: 32))!
+    let message = [UInt8](repeating: 0x5a, count: 79)
+    let signature = keyPair.sign(message)
+    var signs = 0
+    var start = Date()
+    while Date().timeIntervalSince(start) < seconds {
+        for _ in 0..<100 { _ = keyPair.sign(message) }
+        signs += 100
+    }
+    let signRate = Double(signs) / Date().timeIntervalSince(start)
+    var verifies = 0
+    start = Date()
+    while Date().timeIntervalSince(start) < seconds {
+        for _ in 0..<100 { precondition(Ed25519.verify(signature, of: message, by: keyPair.publicKey)) }
+        verifies += 100
+    }
+    return (Double(verifies) / Date().timeIntervalSince(start), signRate)
+}
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark a local 4-replica cluster: throughput, latency, CPU, memory, and the Ed25519 ceiling.",
+        discussion: """
+        Starts its own cluster (separate processes, real TCP on 127.0.0.1, fsync'd ledgers in a
+        scratch directory), drives it closed-loop with --clients keys each keeping --outstanding
+        requests in flight, excludes --warmup seconds, measures --duration seconds, and stops
+        every process it started (also on Ctrl-C). Build with `swift build -c release` first.
+        """)
+
+    @Option(help: "Seconds measured (after warm-up).")
+    var duration: Double = 30
+
+    @Option(help: "Seconds of warm-up, not measured.")
+    var warmup: Double = 5
+
+    @Option(help: "Client keys.")
+    var clients: Int = 16
+
+    @Option(help: "Requests each client keeps in flight.")
+    var outstanding: Int = 32
+
+    @Option(help: "Payload bytes per transaction.")
+    var payload: Int = 100
+
+    @Option(help: "Open loop: offered transactions per second over all clients (0 = closed loop).")
+    var rate: Double = 0
+
+    @Flag(help: "Print one JSON object with every figure.")
+    var json = false
+
+    @Option(help: "Keep the scratch directory here instead of a temporary one.")
+    var dir: String?
+
+    func validate() throws {
+        guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive and --warmup non-negative") }
+        guard clients >= 1, outstanding >= 1 else { throw ValidationError("--clients and --outstanding must be at least 1") }
+        guard payload >= 0, payload <= CodecLimits.standard.payloadBytesMax else { throw ValidationError("--payload must be 0 ... \(CodecLimits.standard.payloadBytesMax)") }
+    }
+
+    func say(_ text: String) {
+        if !json { print(text) } else { FileHandle.standardError.write(Data((text + "\n").utf8)) }
+    }
+
+    func run() async throws {
+        say("measuring Ed25519 on one core ...")
+        let rates = measureEd25519()
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+
+        let root = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("stele-bench-\(UUID().uuidString.prefix(8))").path
+        let ports = try LocalPorts.free(4)
+        try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 20000, force: true)
+        let directory = ClusterDirectory(root)
+        let initial = try directory.loadConfig()
+        let config = try ClusterConfig(
+            cluster: initial.cluster, f: initial.f,
+            replicas: initial.replicas.enumerated().map { ReplicaEndpoint(id: $1.id, host: "127.0.0.1", port: UInt16(ports[$0]), publicKey: $1.publicKey) },
+            parameters: initial.parameters)
+        try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath))
+        FileManager.default.createFile(atPath: "\(root)/replicas.log", contents: nil)
+        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(root)/replicas.log"))
+        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: "warning", output: log)
+        let stopper = installStopHandler(supervisor)
+        defer {
+            stopper.forEach { $0.cancel() }
+            supervisor.stopAll()
+            if dir == nil { try? FileManager.default.removeItem(atPath: root) }
+        }
+        for id in config.replicaIDs { try supervisor.start(id) }
+        say("cluster started in \(root); driving it with \(clients) clients × \(outstanding) outstanding, \(payload)-byte payloads")
+
+        let pids = supervisor.pids
+        let result = try await drive(config: config, pids: Array(pids.values))
+        let statuses = try await collectStatuses(config: config, directory: directory)
+        let rss = config.replicaIDs.compactMap { pids[$0].flatMap(ProcessStats.residentBytes) }
+        let ledgerFacts = ledgerFigures(directory: directory, config: config)
+
+        let ceiling = Double(cores) * rates.verify / (Double(config.n) + rates.verify / rates.sign)
+        let throughput = Double(result.acknowledged) / result.measuredSeconds
+        let cpuPerThousand = result.acknowledged > 0 ? result.cpuSeconds / Double(result.acknowledged) * 1000 : 0
+        let report = BenchReport(
+            replicas: config.n, clients: clients, outstandingPerClient: outstanding, payloadBytes: payload,
+            warmupSeconds: warmup, measuredSeconds: result.measuredSeconds,
+            acknowledgedTransactions: result.acknowledged, failedTransactions: result.failed,
+            throughputTxPerSecond: throughput,
+            latencyMilliseconds: [
+                "p50": Double(result.histogram.valueAtPercentile(50)) / 1000,
+                "p90": Double(result.histogram.valueAtPercentile(90)) / 1000,
+                "p99": Double(result.histogram.valueAtPercentile(99)) / 1000,
+                "max": Double(result.histogram.max) / 1000,
+            ],
+            cpuSecondsPer1000Tx: cpuPerThousand, replicaCPUSeconds: result.cpuSeconds,
+            averageBatchSize: ledgerFacts.averageBatchSize,
+            viewChanges: statuses.values.map(\.viewChanges).max() ?? 0,
+            replicaRSSBytes: rss, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
+            ed25519VerifyPerSecondPerCore: rates.verify, ed25519SignPerSecondPerCore: rates.sign, cores: cores,
+            ceilingTxPerSecond: ceiling, throughputOverCeiling: throughput / ceiling)
+        if json {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(report), as: UTF8.self))
+        } else {
+            printHuman(report)
+        }
+    }
+
+    struct DriveResult {
+        var acknowledged: Int
+        var failed: Int
+        var measuredSeconds: Double
+        var histogram: Histogram<UInt64>
+        var cpuSeconds: Double
+    }
+
+    /// Closed loop (or open loop with --rate): each client keeps `outstanding` requests in flight.
+    func drive(config: ClusterConfig, pids: [Int32]) async throws -> DriveResult {
+        let start = ContinuousClock.now
+        let measureFrom = start + .milliseconds(Int64(warmup * 1000))
+        let stopAt = measureFrom + .milliseconds(Int64(duration * 1000))
+        let payloadBytes = [UInt8](repeating: 0x61, count: payload)
+        let totals = Mutex((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
+        let cpuAtStart = Mutex<Double?>(nil)
+        let perRequestInterval: Duration? = rate > 0 ? .nanoseconds(Int64(1e9 * Double(clients * outstanding) / rate)) : nil
+        let logger = Logger(label: "stele.bench") { _ in SwiftLogNoOpLogHandler() }
+        var settings = SteleClient.Settings()
+        settings.retransmitAfter = .seconds(2)
+
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            // Samples the replicas' CPU time when the warm-up ends.
+            group.addTask {
+                try await Task.sleep(until: measureFrom)
+                cpuAtStart.withLock { $0 = replicaCPU(pids) }
+            }
+            for _ in 0..<clients {
+                group.addTask {
+                    try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: logger) { client in
+                        await withTaskGroup(of: Void.self) { workers in
+                            for _ in 0..<outstanding {
+                                workers.addTask {
+                                    var local = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+                                    var acknowledged = 0
+                                    var failed = 0
+                                    var nextSend = ContinuousClock.now
+                                    while ContinuousClock.now < stopAt {
+                                        if let perRequestInterval {
+                                            if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
+                                            nextSend += perRequestInterval
+                                        }
+                                        let sent = ContinuousClock.now
+                                        do {
+                                            let result = try await client.submit(payloadBytes, timeout: .seconds(20))
+                                            if sent >= measureFrom, ContinuousClock.now <= stopAt {
+                                                acknowledged += 1
+                                                _ = local.record(result.latencyMicroseconds)
+                                            }
+                                        } catch {
+                                            if sent >= measureFrom { failed += 1 }
+                                        }
+                                    }
+                                    let (a, f, h) = (acknowledged, failed, local)
+                                    totals.withLock { totals in
+                                        totals.acknowledged += a
+                                        totals.failed += f
+                                        totals.histogram.add(h)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let cpuEnd = replicaCPU(pids)
+        let cpuStart = cpuAtStart.withLock { $0 } ?? 0
+        return totals.withLock { totals in
+            DriveResult(acknowledged: totals.acknowledged, failed: totals.failed, measuredSeconds: duration,
+                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart)
+        }
+    }
+
+    /// Sum of the replica processes' CPU seconds.
+    func replicaCPU(_ pids: [Int32]) -> Double {
+        pids.compactMap(ProcessStats.cpuSeconds).reduce(0, +)
+    }
+
+    func collectStatuses(config: ClusterConfig, directory: ClusterDirectory) async throws -> [ReplicaID: ReplicaStatus] {
+        let key = try KeyFile.read(from: directory.clientKeyPath)
+        let logger = Logger(label: "stele.bench") { _ in SwiftLogNoOpLogHandler() }
+        return try await SteleClient.with(config: config, keyPair: key, logger: logger) { client in
+            var result: [ReplicaID: ReplicaStatus] = [:]
+            for id in config.replicaIDs { if let status = await client.status(of: id) { result[id] = status } }
+            return result
+        }
+    }
+
+    func ledgerFigures(directory: ClusterDirectory, config: ClusterConfig) -> (averageBatchSize: Double, bytesPerTransaction: Double) {
+        guard let store = try? LedgerStore.open(path: directory.ledgerPath(0), expectedGenesis: config.genesis, access: .readOnly) else { return (0, 0) }
+        var blocks = 0
+        var transactions = 0
+        var cursor = store.entries()
+        while let entry = try? cursor.next() {
+            if case .block(let block) = entry.record {
+                blocks += 1
+                transactions += block.batch.count
+            }
+        }
+        let nonEmpty = max(blocks, 1)
+        return (Double(transactions) / Double(nonEmpty), transactions > 0 ? Double(store.byteCount) / Double(transactions) : 0)
+    }
+
+    func installStopHandler(_ supervisor: Supervisor) -> [DispatchSourceSignal] {
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        return [SIGINT, SIGTERM].map { (number: Int32) -> DispatchSourceSignal in
+            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
+            source.setEventHandler {
+                supervisor.stopAll()
+                Foundation.exit(130)
+            }
+            source.resume()
+            return source
+        }
+    }
+
+    func printHuman(_ report: BenchReport) {
+        func f(_ value: Double, _ digits: Int = 1) -> String { String(format: "%.\(digits)f", value) }
+        print("""
+
+        stele bench: \(report.replicas) replicas, \(report.clients) clients × \(report.outstandingPerClient) outstanding, \(report.payloadBytes)-byte payloads, \(f(report.measuredSeconds, 0)) s measured
+          throughput           \(f(report.throughputTxPerSecond)) tx/s  (\(report.acknowledgedTransactions) acknowledged, \(report.failedTransactions) failed)
+          latency              p50 \(f(report.latencyMilliseconds["p50"] ?? 0, 2)) ms  p90 \(f(report.latencyMilliseconds["p90"] ?? 0, 2)) ms  p99 \(f(report.latencyMilliseconds["p99"] ?? 0, 2)) ms  max \(f(report.latencyMilliseconds["max"] ?? 0, 2)) ms
+          replica CPU          \(f(report.cpuSecondsPer1000Tx, 3)) s per 1,000 tx
+          average batch        \(f(report.averageBatchSize)) tx
+          view changes         \(report.viewChanges)
+          replica RSS          \(report.replicaRSSBytes.map { "\($0 / 1_048_576) MiB" }.joined(separator: ", "))
+          ledger bytes per tx  \(f(report.ledgerBytesPerTransaction))
+          Ed25519 per core     verify \(f(report.ed25519VerifyPerSecondPerCore, 0))/s, sign \(f(report.ed25519SignPerSecondPerCore, 0))/s, \(report.cores) cores
+          ceiling              \(f(report.ceilingTxPerSecond, 0)) tx/s  →  throughput is \(f(report.throughputOverCeiling * 100)) % of it
+        """)
+    }
+}
+
