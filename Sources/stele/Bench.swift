@@ -174,12 +174,14 @@ struct Bench: AsyncParsableCommand {
         let measureFrom = start + .milliseconds(Int64(warmup * 1000))
         let stopAt = measureFrom + .milliseconds(Int64(duration * 1000))
         let payloadBytes = [UInt8](repeating: 0x61, count: payload)
-        let totals = Mutex((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
-        let cpuAtStart = Mutex<Double?>(nil)
+        let totals = Locked((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
+        let cpuAtStart = Locked<Double?>(nil)
         let perRequestInterval: Duration? = rate > 0 ? .nanoseconds(Int64(1e9 * Double(clients * outstanding) / rate)) : nil
         let logger = Logger(label: "stele.bench") { _ in SwiftLogNoOpLogHandler() }
-        var settings = SteleClient.Settings()
-        settings.retransmitAfter = .seconds(2)
+        var clientSettings = SteleClient.Settings()
+        clientSettings.retransmitAfter = .seconds(2)
+        let settings = clientSettings
+        let outstanding = self.outstanding
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Samples the replicas' CPU time when the warm-up ends.
@@ -297,3 +299,10 @@ struct Bench: AsyncParsableCommand {
     }
 }
 
+
+/// A mutex in a shareable box.
+final class Locked<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}
