@@ -244,6 +244,12 @@ public final class ReplicaNode: Sendable {
             guard case .message(let message) = frame else {
                 throw ConnectionError(description: "replica \(peer.value) sent a \(frame.kind) frame")
             }
+            if case .request(let request) = message {
+                // A client request relayed by a replica: authenticated by its client signature.
+                guard request.verifySignature(cluster: config.cluster) else { continue }
+                inbox.post(.clientRequest(request))
+                continue
+            }
             guard message.sender == peer else {
                 logger.warning("dropping message whose signer is not the connected replica", metadata: ["peer": "\(peer.value)"])
                 continue

@@ -141,17 +141,17 @@ struct ClusterStatus: AsyncParsableCommand {
             print(String(decoding: try encoder.encode(rows), as: UTF8.self))
             return
         }
-        print("replica  address           pid      state  view  primary  height  lag  head")
+        func pad(_ text: String, _ width: Int) -> String { text.count >= width ? text + " " : text + String(repeating: " ", count: width - text.count) }
+        print(pad("replica", 9) + pad("address", 22) + pad("pid", 9) + pad("state", 7) + pad("view", 6) + pad("primary", 9) + pad("height", 8) + pad("lag", 5) + "head")
         for row in rows {
-            let pid = row.pid.map(String.init) ?? "-"
+            var line = pad("\(row.id)", 9) + pad(row.address, 22) + pad(row.pid.map(String.init) ?? "-", 9)
             if let status = row.status {
-                let state = status.inViewChange ? "vc" : "up"
-                print(String(format: "%-8d %-17@ %-8@ %-6@ %-5llu %-8d %-7llu %-4llu %@…",
-                             row.id, row.address as NSString, pid as NSString, state as NSString, status.view, status.primary,
-                             status.height, row.lag ?? 0, String(status.headHash.prefix(16)) as NSString))
+                line += pad(status.inViewChange ? "vc" : "up", 7) + pad("\(status.view)", 6) + pad("\(status.primary)", 9)
+                line += pad("\(status.height)", 8) + pad("\(row.lag ?? 0)", 5) + String(status.headHash.prefix(16)) + "…"
             } else {
-                print(String(format: "%-8d %-17@ %-8@ %-6@", row.id, row.address as NSString, pid as NSString, "down" as NSString))
+                line += "down"
             }
+            print(line)
         }
     }
 }

@@ -66,7 +66,7 @@ struct Tail: ParsableCommand {
 
     @OptionGroup var options: LedgerReadOptions
 
-    @Option(name: .shortAndLong, help: "How many blocks to print.")
+    @Option(name: [.customShort("n"), .long], help: "How many blocks to print.")
     var count: UInt64 = 10
 
     @Flag(name: .shortAndLong, help: "Keep printing new blocks as they are committed.")
