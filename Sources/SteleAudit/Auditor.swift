@@ -23,6 +23,8 @@ public struct AuditOptions: Sendable {
     /// ledger); the simulator may audit crashed replicas' files with `.warning`.
     public var tornTailSeverity = Severity.violation
     public var limits = CodecLimits.standard
+    /// Verification results shared across audits, or nil to verify everything afresh.
+    public var signatureCache: SignatureCache?
 
     public init() {}
 }
@@ -83,7 +85,7 @@ struct AuditRun {
     let options: AuditOptions
     var files: [FileAudit]
     var signatureCount = 0
-    var uniqueSignatureCount = 0
+    var verifiedSignatureCount = 0
 
     init(config: ClusterConfig, options: AuditOptions, sources: [LedgerSource]) throws(AuditError) {
         self.config = config
@@ -116,9 +118,9 @@ struct AuditRun {
             let items = try AuditRun.pullChunk(&files[index], options: options)
             chunks.append(items.map { prepare($0, into: &batch) })
         }
-        batch.verifyAll(workerCount: options.workerCount)
+        batch.verifyAll(workerCount: options.workerCount, cache: options.signatureCache)
         signatureCount += batch.requestedCount
-        uniqueSignatureCount += batch.checks.count
+        verifiedSignatureCount += batch.verifiedCount
         for (index, chunk) in chunks.enumerated() {
             for item in chunk { files[index].checker.consume(item, batch: batch) }
             if files[index].checker.isStopped { files[index].isDone = true }
@@ -190,7 +192,7 @@ struct AuditRun {
         let stats = AuditStats(
             fileCount: files.count, byteCount: summaries.reduce(UInt64(0)) { $0 + $1.byteCount },
             blockCount: blockCount, transactionCount: summaries.reduce(0) { $0 + $1.transactionCount },
-            signatureCount: signatureCount, uniqueSignatureCount: uniqueSignatureCount,
+            signatureCount: signatureCount, verifiedSignatureCount: verifiedSignatureCount,
             elapsedSeconds: elapsedSeconds, blocksPerSecond: elapsedSeconds > 0 ? Double(blockCount) / elapsedSeconds : 0)
         return AuditReport(config: config, files: summaries, findings: findings, stats: stats)
     }
