@@ -73,23 +73,7 @@ struct SignatureBatch {
     }
 
     static func verify(_ checks: [SignatureCheck], workerCount: Int) -> [Bool] {
-        var results = [Bool](repeating: false, count: checks.count)
-        let sliceCount = min(max(workerCount, 1) * 4, max(checks.count / 16, 1))
-        if sliceCount <= 1 {
-            for (index, check) in checks.enumerated() { results[index] = verify(check) }
-            return results
-        }
-        results.withUnsafeMutableBufferPointer { buffer in
-            // Each slice writes a disjoint range of `buffer`; concurrentPerform returns only
-            // after every slice is done.
-            let output = SendablePointer(base: buffer.baseAddress!)
-            let count = checks.count
-            DispatchQueue.concurrentPerform(iterations: sliceCount) { slice in
-                let range = (count * slice / sliceCount)..<(count * (slice + 1) / sliceCount)
-                for index in range { output.base[index] = verify(checks[index]) }
-            }
-        }
-        return results
+        Parallel.map(checks, workerCount: workerCount) { verify($0) }
     }
 
     static func verify(_ check: SignatureCheck) -> Bool {
@@ -97,9 +81,32 @@ struct SignatureBatch {
     }
 }
 
+/// Order-preserving parallel map over the cores, for pure and independent work (decoding
+/// records, verifying signatures).
+enum Parallel {
+    /// Below this many elements per slice, threads cost more than they save.
+    static let elementsPerSliceMin = 16
+
+    static func map<T: Sendable, U: Sendable>(_ input: [T], workerCount: Int, _ transform: @Sendable (T) -> U) -> [U] {
+        let sliceCount = min(max(workerCount, 1) * 4, input.count / elementsPerSliceMin)
+        guard sliceCount > 1 else { return input.map(transform) }
+        return [U](unsafeUninitializedCapacity: input.count) { buffer, initializedCount in
+            // Each slice initialises a disjoint range; concurrentPerform returns when all are done.
+            let output = SendablePointer(base: buffer.baseAddress!)
+            let count = input.count
+            DispatchQueue.concurrentPerform(iterations: sliceCount) { slice in
+                for index in (count * slice / sliceCount)..<(count * (slice + 1) / sliceCount) {
+                    (output.base + index).initialize(to: transform(input[index]))
+                }
+            }
+            initializedCount = count
+        }
+    }
+}
+
 /// A pointer handed to worker threads that write disjoint elements of one buffer.
-private struct SendablePointer: @unchecked Sendable {
-    let base: UnsafeMutablePointer<Bool>
+private struct SendablePointer<Element>: @unchecked Sendable {
+    let base: UnsafeMutablePointer<Element>
 }
 
 /// Remembers verification results across audits (the simulator re-audits ledgers that only grow;

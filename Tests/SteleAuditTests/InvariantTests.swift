@@ -276,7 +276,7 @@ struct AuditorBehaviourTests {
         for (workers, chunk) in [(1, 1), (2, 3), (8, 7)] {
             var options = AuditOptions()
             options.workerCount = workers
-            options.chunkBlockCountMax = chunk
+            options.chunkRecordCountMax = chunk
             let report = try Auditor(config: config, options: options).audit(paths: [FixtureSet.path(directory)])
             #expect(report.findings == baseline.findings)
             #expect(report.files == baseline.files)
