@@ -43,6 +43,16 @@ struct ChainTests {
         #expect(keys(empty) == [FindingKey(.genesisMissing, "empty.ledger", nil)])
     }
 
+    @Test("a file that is empty or not a ledger gets one finding about its header, nothing more", arguments: [
+        ([UInt8](), FindingCode.headerTruncated), (Array("hello, world\n".utf8), .headerTruncated),
+        (Array("#!/bin/sh\necho not a ledger\n".utf8), .headerBadMagic),
+    ])
+    func notALedger(bytes: [UInt8], code: FindingCode) throws {
+        let report = try audit([("x.ledger", bytes)])
+        #expect(keys(report) == [FindingKey(code, "x.ledger", nil)])
+        #expect(report.findings[0].byteOffset == 0)
+    }
+
     @Test("a second genesis record is reported")
     func genesisRepeated() throws {
         var records = ledger(through: 3)
