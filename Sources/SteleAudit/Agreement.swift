@@ -92,7 +92,7 @@ struct Agreement {
         return Finding(
             severity: .violation, code: bothCertified ? .fork : .divergentBlock, file: a.name, height: height, byteOffset: offsetA,
             replicas: forensics.signedBoth.map { ReplicaID($0) },
-            message: "\(a.name) and \(b.name) disagree from height \(height) on (block \(forensics.sides[0].blockHash.prefix(12)) vs \(forensics.sides[1].blockHash.prefix(12))). "
+            message: "\(a.name) and \(b.name) first disagree at height \(height) (block \(forensics.sides[0].blockHash.prefix(12)) vs \(forensics.sides[1].blockHash.prefix(12))). "
                 + forensics.explanation,
             forensics: forensics)
     }

@@ -61,8 +61,9 @@ public struct AuditStats: Sendable, Hashable, Codable {
     public let transactionCount: Int
     /// Signatures checked, counting each occurrence in each file.
     public let signatureCount: Int
-    /// Ed25519 verifications actually performed (each distinct signature once per chunk).
-    public let uniqueSignatureCount: Int
+    /// Ed25519 verifications actually performed: each distinct signature of a chunk once,
+    /// none for results found in `AuditOptions.signatureCache`.
+    public let verifiedSignatureCount: Int
     public let elapsedSeconds: Double
     public let blocksPerSecond: Double
 }

@@ -10,8 +10,8 @@ import SteleLedger
 public struct AuditOptions: Sendable {
     /// Threads verifying signatures (default: the online cores).
     public var workerCount: Int = max(Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), 1)
-    /// Most blocks read from one file before the chunk's signatures are verified.
-    public var chunkBlockCountMax = 512
+    /// Most records read from one file before the chunk is decoded and its signatures verified.
+    public var chunkRecordCountMax = 512
     /// Most record bytes read from one file per chunk (bounds memory with large blocks).
     public var chunkByteCountMax = 4 << 20
     /// Findings listed per file; the rest are counted in one `findings-suppressed` warning.
@@ -23,6 +23,8 @@ public struct AuditOptions: Sendable {
     /// ledger); the simulator may audit crashed replicas' files with `.warning`.
     public var tornTailSeverity = Severity.violation
     public var limits = CodecLimits.standard
+    /// Verification results shared across audits, or nil to verify everything afresh.
+    public var signatureCache: SignatureCache?
 
     public init() {}
 }
@@ -67,6 +69,41 @@ public struct Auditor: Sendable {
     }
 }
 
+/// A decoded record with the signature checks it needs (computing their signed bytes hashes
+/// requests, so it is done in parallel with decoding).
+struct DecodedItem: Sendable {
+    let item: ScanItem
+    var clientChecks = [SignatureCheck]()
+    var certificateChecks = [SignatureCheck?]()
+
+    init(frame: Frame, config: ClusterConfig, limits: CodecLimits) {
+        item = frame.decoded(limits: limits)
+        guard case .record(let scanned) = item else { return }
+        let cluster = config.cluster
+        switch scanned.record {
+        case .genesis:
+            break
+        case .block(let block):
+            clientChecks = block.batch.map { SignedMessages.client($0, cluster: cluster) }
+            certificateChecks = SignedMessages.checks(block.commitSignatures, config: config) {
+                SignedMessages.commit(block, signer: $0, cluster: cluster)
+            }
+        case .checkpoint(let certificate):
+            certificateChecks = SignedMessages.checks(certificate.signatures, config: config) {
+                SignedMessages.checkpoint(certificate, signer: $0, cluster: cluster)
+            }
+        }
+    }
+
+    /// Registers the checks (deduplicated) and keeps their indices.
+    func prepared(registeringIn batch: inout SignatureBatch) -> PreparedItem {
+        PreparedItem(
+            item: item,
+            clientChecks: clientChecks.map { batch.add($0) },
+            certificateChecks: certificateChecks.map { $0.map { batch.add($0) } })
+    }
+}
+
 /// One file's scanner and checker.
 struct FileAudit {
     let source: LedgerSource
@@ -83,7 +120,7 @@ struct AuditRun {
     let options: AuditOptions
     var files: [FileAudit]
     var signatureCount = 0
-    var uniqueSignatureCount = 0
+    var verifiedSignatureCount = 0
 
     init(config: ClusterConfig, options: AuditOptions, sources: [LedgerSource]) throws(AuditError) {
         self.config = config
@@ -108,60 +145,45 @@ struct AuditRun {
         for index in files.indices { files[index].checker.finish() }
     }
 
-    /// Reads the next chunk of every unfinished file, verifies its signatures, checks it.
+    /// Reads the next chunk of every unfinished file; decodes it and verifies its signatures in
+    /// parallel; then checks it record by record in file order.
     mutating func scanChunk() throws(AuditError) {
-        var batch = SignatureBatch()
-        var chunks = [[PreparedItem]]()
+        var frameCounts = [Int]()
+        var frames = [Frame]()
         for index in files.indices {
-            let items = try AuditRun.pullChunk(&files[index], options: options)
-            chunks.append(items.map { prepare($0, into: &batch) })
+            let chunk = try AuditRun.pullChunk(&files[index], options: options)
+            frameCounts.append(chunk.count)
+            frames += chunk
         }
-        batch.verifyAll(workerCount: options.workerCount)
+        let config = self.config
+        let limits = options.limits
+        let decoded = Parallel.map(frames, workerCount: options.workerCount) { DecodedItem(frame: $0, config: config, limits: limits) }
+        var batch = SignatureBatch()
+        let prepared = decoded.map { $0.prepared(registeringIn: &batch) }
+        batch.verifyAll(workerCount: options.workerCount, cache: options.signatureCache)
         signatureCount += batch.requestedCount
-        uniqueSignatureCount += batch.checks.count
-        for (index, chunk) in chunks.enumerated() {
-            for item in chunk { files[index].checker.consume(item, batch: batch) }
+        verifiedSignatureCount += batch.verifiedCount
+        var position = 0
+        for (index, count) in frameCounts.enumerated() {
+            for item in prepared[position..<position + count] { files[index].checker.consume(item, batch: batch) }
+            position += count
             if files[index].checker.isStopped { files[index].isDone = true }
         }
     }
 
-    static func pullChunk(_ file: inout FileAudit, options: AuditOptions) throws(AuditError) -> [ScanItem] {
+    static func pullChunk(_ file: inout FileAudit, options: AuditOptions) throws(AuditError) -> [Frame] {
         guard !file.isDone else { return [] }
-        var items = [ScanItem]()
-        var blockCount = 0
+        var frames = [Frame]()
         var byteCount = 0
-        while blockCount < options.chunkBlockCountMax, byteCount < options.chunkByteCountMax {
-            guard let item = try file.scanner.next() else {
+        while frames.count < options.chunkRecordCountMax, byteCount < options.chunkByteCountMax {
+            guard let frame = try file.scanner.nextFrame() else {
                 file.isDone = true
                 break
             }
-            if case .record(let scanned) = item {
-                byteCount += scanned.byteCount
-                if case .block = scanned.record { blockCount += 1 }
-            }
-            items.append(item)
+            if case .record(_, let recordByteCount, _, _, _) = frame { byteCount += recordByteCount }
+            frames.append(frame)
         }
-        return items
-    }
-
-    func prepare(_ item: ScanItem, into batch: inout SignatureBatch) -> PreparedItem {
-        var prepared = PreparedItem(item: item)
-        guard case .record(let scanned) = item else { return prepared }
-        let cluster = config.cluster
-        switch scanned.record {
-        case .genesis:
-            break
-        case .block(let block):
-            prepared.clientChecks = block.batch.map { batch.add(SignedMessages.client($0, cluster: cluster)) }
-            prepared.certificateChecks = SignedMessages.checks(block.commitSignatures, config: config) {
-                SignedMessages.commit(block, signer: $0, cluster: cluster)
-            }.map { $0.map { batch.add($0) } }
-        case .checkpoint(let certificate):
-            prepared.certificateChecks = SignedMessages.checks(certificate.signatures, config: config) {
-                SignedMessages.checkpoint(certificate, signer: $0, cluster: cluster)
-            }.map { $0.map { batch.add($0) } }
-        }
-        return prepared
+        return frames
     }
 
     func chains() -> [Agreement.Chain] {
@@ -190,7 +212,7 @@ struct AuditRun {
         let stats = AuditStats(
             fileCount: files.count, byteCount: summaries.reduce(UInt64(0)) { $0 + $1.byteCount },
             blockCount: blockCount, transactionCount: summaries.reduce(0) { $0 + $1.transactionCount },
-            signatureCount: signatureCount, uniqueSignatureCount: uniqueSignatureCount,
+            signatureCount: signatureCount, verifiedSignatureCount: verifiedSignatureCount,
             elapsedSeconds: elapsedSeconds, blocksPerSecond: elapsedSeconds > 0 ? Double(blockCount) / elapsedSeconds : 0)
         return AuditReport(config: config, files: summaries, findings: findings, stats: stats)
     }

@@ -102,7 +102,7 @@ struct FileChecker {
             add(.heightGap, height: height, offset: block.offset,
                 "heights \(height + 1) ..< \(lowest) are missing; \(ahead.count) later block(s) cannot be chained")
         }
-        if state == .expectingGenesis {
+        if state == .expectingGenesis, !stoppedByScanner {
             add(.genesisMissing, height: nil, offset: UInt64(LedgerFormat.headerByteCount), "the file holds no genesis record")
             state = .stopped
         }
@@ -111,6 +111,9 @@ struct FileChecker {
                 "\(sink.suppressedCount) further finding(s) in this file were not listed (limit \(options.findingsPerFileMax))")
         }
     }
+
+    /// The scanner met a problem it cannot read past (it is reported; nothing more is expected).
+    private(set) var stoppedByScanner = false
 
     /// The notice that findings were dropped, reported outside the limit.
     private(set) var suppressedNotice: Finding?
@@ -121,6 +124,7 @@ struct FileChecker {
 
     mutating func consume(_ problem: ScanProblem) {
         let severity = problem.code == .tornTail ? options.tornTailSeverity : problem.code.defaultSeverity
+        stoppedByScanner = stoppedByScanner || problem.isTerminal
         sink.add(Finding(severity: severity, code: problem.code, file: name, height: index?.height, byteOffset: problem.byteOffset, message: problem.detail))
     }
 

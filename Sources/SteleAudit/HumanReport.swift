@@ -63,7 +63,7 @@ public enum HumanReport {
     static func statsLine(_ stats: AuditStats) -> String {
         let seconds = String(format: "%.3f", stats.elapsedSeconds)
         let rate = String(format: "%.0f", stats.blocksPerSecond)
-        return "Checked \(stats.blockCount) blocks, \(stats.transactionCount) transactions and \(stats.signatureCount) signatures (\(stats.uniqueSignatureCount) distinct verified) in \(stats.fileCount) file(s), \(stats.byteCount) bytes, in \(seconds) s: \(rate) blocks/s"
+        return "Checked \(stats.blockCount) blocks, \(stats.transactionCount) transactions and \(stats.signatureCount) signatures (\(stats.verifiedSignatureCount) Ed25519 verifications) in \(stats.fileCount) file(s), \(stats.byteCount) bytes, in \(seconds) s: \(rate) blocks/s"
     }
 }
 

@@ -25,6 +25,40 @@ public enum ScanItem: Sendable {
     case problem(ScanProblem)
 }
 
+/// A record as framed from the file, not yet checksummed or decoded. Framing is sequential;
+/// `decoded` is pure, so the auditor decodes many frames in parallel.
+enum Frame: Sendable {
+    case record(byteOffset: UInt64, byteCount: Int, typeAndBody: [UInt8], checksum: [UInt8], endsFile: Bool)
+    case problem(ScanProblem)
+
+    func decoded(limits: CodecLimits) -> ScanItem {
+        switch self {
+        case .problem(let problem):
+            return .problem(problem)
+        case .record(let start, let byteCount, let typeAndBody, let checksum, let endsFile):
+            guard LedgerFormat.checksum(typeAndBody) == checksum else {
+                return .problem(Frame.checksumMismatch(at: start, endsFile: endsFile))
+            }
+            do {
+                let record = try LedgerRecord.decode(typeAndBody: typeAndBody, limits: limits)
+                return .record(ScannedRecord(record: record, byteOffset: start, byteCount: byteCount))
+            } catch {
+                return .problem(ScanProblem(
+                    code: .recordUndecodable, byteOffset: start,
+                    detail: "checksum matches but the record does not decode: \(error.field) at byte \(start + 4 + UInt64(error.offset)): \(error.code)",
+                    isTerminal: false))
+            }
+        }
+    }
+
+    /// The last record's checksum failing is what a torn append leaves; elsewhere it is damage.
+    static func checksumMismatch(at start: UInt64, endsFile: Bool) -> ScanProblem {
+        endsFile
+            ? ScanProblem(code: .tornTail, byteOffset: start, detail: "the last record's checksum does not match (a torn append)", isTerminal: true)
+            : ScanProblem(code: .recordChecksumMismatch, byteOffset: start, detail: "the record's checksum does not match its bytes", isTerminal: false)
+    }
+}
+
 /// Reads a ledger file front to back with bounded memory and trusts nothing in it: every length
 /// is checked against the format's limit and against the bytes left before anything is
 /// allocated; every problem becomes a `ScanProblem` with its byte offset, never a crash.
@@ -44,7 +78,7 @@ public struct LedgerScanner {
     let reader: RandomAccessReader
     let limits: CodecLimits
     var state = State.expectingHeader
-    var pending = [ScanItem]()
+    var pending = [Frame]()
     /// A window of the file kept in memory so small records do not cost one read each.
     var window = [UInt8]()
     var windowStart: UInt64 = 0
@@ -63,6 +97,11 @@ public struct LedgerScanner {
     /// The next record or problem; nil once the file is exhausted or a terminal problem was
     /// reported. Throws only when the operating system fails a read.
     public mutating func next() throws(AuditError) -> ScanItem? {
+        try nextFrame()?.decoded(limits: limits)
+    }
+
+    /// The next framed record or framing problem (checksum and decoding are left to the caller).
+    mutating func nextFrame() throws(AuditError) -> Frame? {
         while pending.isEmpty {
             switch state {
             case .expectingHeader: try scanHeader()
@@ -135,18 +174,9 @@ public struct LedgerScanner {
         // Allocation is bounded: length <= recordBytesMax and the bytes exist in the file.
         let framed = try bytes(at: start + 4, count: length + LedgerFormat.checksumByteCount)
         byteOffset = start + UInt64(recordByteCount)
-        let typeAndBody = Array(framed[0..<length])
-        let checksum = Array(framed[length...])
-        guard LedgerFormat.checksum(typeAndBody) == checksum else {
-            reportChecksumMismatch(at: start, isLast: byteOffset == reader.byteCount)
-            return
-        }
-        do {
-            let record = try LedgerRecord.decode(typeAndBody: typeAndBody, limits: limits)
-            pending.append(.record(ScannedRecord(record: record, byteOffset: start, byteCount: recordByteCount)))
-        } catch {
-            report(.recordUndecodable, at: start, "checksum matches but the record does not decode: \(error.field) at byte \(start + 4 + UInt64(error.offset)): \(error.code)", terminal: false)
-        }
+        pending.append(.record(
+            byteOffset: start, byteCount: recordByteCount, typeAndBody: Array(framed[0..<length]),
+            checksum: Array(framed[length...]), endsFile: byteOffset == reader.byteCount))
     }
 
     mutating func reportImpossibleLength(_ length: Int, at start: UInt64, left: UInt64) throws(AuditError) {
@@ -157,14 +187,6 @@ public struct LedgerScanner {
         }
         let reason = length == 0 ? "zero" : "\(length), above the format's limit of \(LedgerFormat.recordBytesMax)"
         finish(.recordLengthInvalid, at: start, "record length \(reason); nothing after this offset can be framed")
-    }
-
-    mutating func reportChecksumMismatch(at start: UInt64, isLast: Bool) {
-        if isLast {
-            finish(.tornTail, at: start, "the last record's checksum does not match (a torn append)")
-        } else {
-            report(.recordChecksumMismatch, at: start, "the record's checksum does not match its bytes", terminal: false)
-        }
     }
 
     mutating func report(_ code: FindingCode, at offset: UInt64, _ detail: String, terminal: Bool) {

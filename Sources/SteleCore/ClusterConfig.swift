@@ -92,8 +92,10 @@ public struct ClusterConfig: Hashable, Sendable {
     }
 
     public var n: Int { replicas.count }
-    /// 2f + 1.
-    public var quorum: Int { 2 * f + 1 }
+    /// The quorum: ⌈(n + f + 1) / 2⌉ — any two quorums share at least f + 1 replicas, so at
+    /// least one correct one. It is 2f + 1 when n = 3f + 1; with more replicas than 3f + 1
+    /// a plain 2f + 1 would let two quorums meet in a single (possibly faulty) replica.
+    public var quorum: Int { (n + f + 2) / 2 }
     /// f + 1: enough matching replies or view changes to include one correct replica.
     public var weakQuorum: Int { f + 1 }
 

@@ -53,7 +53,7 @@ do {
         print(SteleCheck.fullMessage(for: error))
         exit(CheckCommand.ExitStatus.pass)
     }
-    writeStandardError("stele-check: \(SteleCheck.message(for: error))\n\(SteleCheck.usageString())\n")
+    writeStandardError("stele-check: \(SteleCheck.message(for: error))\nUsage: \(SteleCheck.usageString())\nSee stele-check --help.\n")
     exit(CheckCommand.ExitStatus.usageOrIOError)
 }
 let status = parsed.command.run(

@@ -159,6 +159,11 @@ struct ClusterConfigTests {
     func quorums() throws {
         let config = try ClusterConfig(cluster: Samples.cluster, f: 2, replicas: endpoints(7))
         #expect(config.quorum == 5)
+        // n > 3f + 1: two quorums must still share f + 1 replicas.
+        let five = try ClusterConfig(cluster: Samples.cluster, f: 1, replicas: endpoints(5))
+        #expect(five.quorum == 4)
+        #expect(2 * five.quorum - five.n >= five.f + 1)
+        #expect(try ClusterConfig(cluster: Samples.cluster, f: 1, replicas: endpoints(4)).quorum == 3)
         #expect(config.weakQuorum == 3)
         #expect(config.primary(of: 0) == 0)
         #expect(config.primary(of: 9) == 2)
