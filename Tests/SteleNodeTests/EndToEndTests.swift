@@ -111,6 +111,7 @@ struct EndToEndTests {
         let cluster = try TestCluster()
         defer { cluster.shutdown() }
         try cluster.startAll()
+        #expect(try await cluster.waitUntilServing(), "replicas answer status queries")
         let target = cluster.config.replicas[1]
         let attacks: [[UInt8]] = [
             Array(repeating: 0xAB, count: 4096),                              // garbage
@@ -127,7 +128,8 @@ struct EndToEndTests {
         let acks = try await cluster.withClient { try await submit($0, 10, prefix: "after-attacks") }
         #expect(acks.count == 10)
         try await expectAcknowledgedExactlyOnce(acks, cluster: cluster, live: cluster.config.replicaIDs)
-        #expect(cluster.processes.values.allSatisfy(\.isRunning), "every replica is still running")
+        let allRunning = cluster.processes.values.allSatisfy { $0.isRunning }
+        #expect(allRunning, "every replica is still running")
     }
 
     func sendRaw(_ bytes: [UInt8], to endpoint: ReplicaEndpoint) async throws {

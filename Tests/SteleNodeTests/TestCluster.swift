@@ -80,6 +80,17 @@ final class TestCluster: @unchecked Sendable {
         logs[id] = log
     }
 
+    /// Waits until every running replica answers a status query (it is listening and serving).
+    func waitUntilServing(timeout: Duration = .seconds(60)) async throws -> Bool {
+        let running = processes.keys.sorted()
+        return try await withClient { client in
+            await eventually(timeout: timeout) {
+                for id in running where await client.status(of: id, timeout: .milliseconds(500)) == nil { return false }
+                return true
+            }
+        }
+    }
+
     func pid(_ id: ReplicaID) -> Int32? { processes[id].map(\.processIdentifier) }
 
     func kill9(_ id: ReplicaID) {
