@@ -13,7 +13,7 @@ extension Replica {
             forwardPendingRequests(&out)
         }
         retransmitCheckpoint(&out)
-        retryStateTransfer(&out)
+        fetchMissingCommitted()
     }
 
     /// Own PRE-PREPAREs (as primary), PREPAREs and COMMITs of sequences not executed yet.
