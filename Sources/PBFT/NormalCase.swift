@@ -310,7 +310,7 @@ extension Replica {
             return false
         }
         guard sequence <= highWatermark else {
-            probeState(from: from, &out)
+            probeState(from: from, seen: sequence, &out)
             reject(.outsideWatermarks(low: stableCheckpoint, high: highWatermark), from: from, message.tag, view: messageView, sequence: sequence)
             return false
         }

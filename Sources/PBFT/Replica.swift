@@ -89,6 +89,8 @@ public struct Replica: Sendable {
     var stateRequestTick: UInt64?
     /// When this replica last probed a peer that seemed far ahead.
     var stateProbeTick: UInt64?
+    /// The highest sequence a peer sent above our window, untrusted: probed for while behind it.
+    var probeTarget: SequenceNumber?
 
     // MARK: Accessors
 

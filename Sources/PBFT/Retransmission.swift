@@ -14,6 +14,7 @@ extension Replica {
         }
         retransmitCheckpoint(&out)
         fetchMissingCommitted()
+        continueProbing(&out)
     }
 
     /// Own PRE-PREPAREs (as primary), PREPAREs and COMMITs of sequences not executed yet.

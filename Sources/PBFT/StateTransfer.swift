@@ -63,10 +63,27 @@ extension Replica {
     /// A peer sent a normal-case message above our high watermark: it may be far ahead. Ask it
     /// for the blocks after our head (its answer carries its newest stable checkpoint), at
     /// most once per retransmission interval, and only while no transfer is under way.
-    mutating func probeState(from peer: ReplicaID, _ out: inout Outbox) {
+    mutating func probeState(from peer: ReplicaID, seen sequence: SequenceNumber, _ out: inout Outbox) {
+        probeTarget = max(probeTarget ?? .genesis, sequence)
+        sendProbe(to: peer, &out)
+    }
+
+    /// Re-probes (rotating peers) while a sequence seen above the window is not reached; a
+    /// probe that brings nothing new ends it, so a faulty peer's claim costs one request.
+    mutating func continueProbing(_ out: inout Outbox) {
+        guard let target = probeTarget else { return }
+        guard target > lastExecuted else {
+            probeTarget = nil
+            return
+        }
+        sendProbe(to: stateTransferPeer(), &out)
+    }
+
+    private mutating func sendProbe(to peer: ReplicaID, _ out: inout Outbox) {
         guard stateTarget == nil else { return }
         if let last = stateProbeTick, now < last.saturatingAdd(config.parameters.retransmitTicks) { return }
         stateProbeTick = now
+        stateTransferAttempt += 1
         let request = makeStateRequest(upTo: lastExecuted.adding(UInt64(CodecLimits.standard.stateTransferBlocksMax)))
         out.send(.stateRequest(request), to: peer)
     }
@@ -102,7 +119,11 @@ extension Replica {
         }
         if let certificate = response.checkpoint { adoptTransferred(certificate, &out) }
         executeReady(&out)
-        if lastExecuted > before { stateRequestTick = nil }  // progress: ask for the next range now
+        if lastExecuted > before {
+            stateRequestTick = nil  // progress: ask for the next range now
+        } else if response.blocks.isEmpty {
+            probeTarget = nil
+        }
     }
 
     /// A transferred block must be the next height, carry 2f+1 distinct member commit
