@@ -72,10 +72,11 @@ extension Replica {
     }
 
     private mutating func propose(_ batch: [Request], _ out: inout Outbox) {
+        // A primary proposes once per (v, s): skip any sequence its log says it already used.
+        while ownMessages[OwnMessageKey(kind: .prePrepare, view: view, sequence: nextSequence)] != nil { nextSequence = nextSequence.next }
         let sequence = nextSequence
         nextSequence = sequence.next
         let prePrepare = PrePrepare(view: view, sequence: sequence, primary: id, batch: batch).signed(by: signer)
-        precondition(ownMessages[OwnMessageKey(kind: .prePrepare, view: view, sequence: sequence)] == nil, "a primary proposes once per (v, s)")
         out.broadcast(.prePrepare(prePrepare))
         acceptPrePrepare(prePrepare, &out)
     }
@@ -150,10 +151,7 @@ extension Replica {
     /// Signs, persists, broadcasts and logs this replica's own PREPARE or COMMIT.
     mutating func sendVote(_ kind: VoteKind, for prePrepare: PrePrepare, _ out: inout Outbox) {
         let key = OwnMessageKey(kind: kind == .prepare ? .prepare : .commit, view: prePrepare.view, sequence: prePrepare.sequence)
-        if let signed = ownMessages[key] {
-            precondition(signed == prePrepare.digest, "a replica never votes for two digests in one (v, s)")
-            return
-        }
+        if ownMessages[key] != nil { return }  // signed already (after a restart: maybe another digest — never again)
         let vote = Vote(kind: kind, view: prePrepare.view, sequence: prePrepare.sequence, digest: prePrepare.digest, replica: id).signed(by: signer)
         ownMessages[key] = vote.digest
         out.persist(.vote(vote))

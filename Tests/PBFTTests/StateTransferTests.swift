@@ -126,3 +126,43 @@ import SteleCrypto
         #expect(cluster.replicas[0].handle(.message(.stateRequest(tooFar), from: 3)).isEmpty)
     }
 }
+
+/// The bug classes of INVARIANTS.md around state transfer and view changes.
+@Suite struct StateTransferAndViewChangeTests {
+    @Test func aPeerBelowOurStableCheckpointIsSentTheCertificate() {
+        var cluster = Cluster(parameters: StateTransferTests.parameters)
+        for timestamp in 1...4 { cluster.submit(cluster.request(UInt64(timestamp)), to: [0]) }
+        cluster.run()
+        #expect(cluster.replica(0).stableCheckpoint == 4)
+        let stale = Vote(kind: .commit, view: 0, sequence: 2, digest: cluster.ledger(0)[1].batchDigest, replica: 3).signed(by: cluster.signers[3])
+        let actions = cluster.replicas[0].handle(.message(.commit(stale), from: 3))
+        guard case .send(.stateResponse(let hint), to: 3)? = actions.first else {
+            Issue.record("expected a STATE-RESPONSE hint, got \(actions)")
+            return
+        }
+        #expect(hint.blocks.isEmpty)
+        #expect(hint.checkpoint?.sequence == 4)
+        #expect(cluster.replicas[0].handle(.message(.commit(stale), from: 3)).isEmpty, "at most one hint per interval")
+    }
+
+    @Test func aLaggingReplicaAcceptsANewViewAboveItsHeadAndExecutesEachBlockOnce() {
+        var cluster = Cluster(parameters: StateTransferTests.parameters)
+        cluster.isolated = [3]
+        for timestamp in 1...5 { cluster.submit(cluster.request(UInt64(timestamp)), to: [0]) }
+        cluster.run()
+        #expect(cluster.replica(1).stableCheckpoint == 4 && cluster.replica(1).lastExecuted == 5)
+
+        // The primary falls silent; replica 3 is back but knows nothing.
+        cluster.isolated = [0]
+        cluster.submit(cluster.request(6))
+        let done = cluster.tick(until: { c in [1, 2, 3].allSatisfy { c.ledger($0).count == 6 } }, ticksMax: 200)
+        #expect(done)
+        #expect(cluster.replica(3).view == 1)
+        for id: ReplicaID in [1, 2, 3] {
+            #expect(cluster.ledger(id).map(\.hash) == cluster.ledger(1).map(\.hash))
+            cluster.expectExactlyOnce(id)
+        }
+        let newViews: [NewView] = cluster.sent(by: 1).compactMap { if case .newView(let m) = $0 { m } else { nil } }
+        #expect(newViews.first?.prePrepares.map(\.sequence) == [5], "min-s = 4, and s5 was prepared")
+    }
+}
