@@ -300,6 +300,9 @@ extension Replica {
             return false
         }
         if messageView < view {
+            // The sender still works in an older view; if it is past our head, its certified
+            // blocks are good in any view: fetch them.
+            if sequence > lastExecuted.adding(1) { probeState(from: from, seen: sequence, &out) }
             reject(.staleView(current: view), from: from, message.tag, view: messageView, sequence: sequence)
             return false
         }
