@@ -13,10 +13,7 @@ extension Replica {
             checkpointAwaitingBlock = nil
             if certificate.sequence == height, certificate.stateDigest == ledgerHead.hash { out.commitCheckpoint(certificate) }
         }
-        if let target = stateTarget, target <= height {
-            stateTarget = nil
-            stateTransferAttempt = 0
-        }
+        if let target = stateTarget, target <= height { finishStateTransfer() }
     }
 
     private mutating func makeCheckpoint(_ out: inout Outbox) {
@@ -73,7 +70,7 @@ extension Replica {
             out.commitCheckpoint(certificate)
         } else {
             checkpointAwaitingBlock = certificate
-            requestState(upTo: sequence, &out)
+            requestState(upTo: sequence)
         }
         collectGarbage()
         if nextSequence <= sequence { nextSequence = sequence.next }

@@ -87,9 +87,12 @@ struct ReplicaLimits: Sendable {
     /// The highest view number the core accepts (so `view.next` can never overflow).
     let viewMax: View
 
+    /// Tiny batch and pipeline settings still queue this many requests.
+    static let pendingRequestsFloor = 64
+
     init(config: ClusterConfig) {
         let parameters = config.parameters
-        pendingRequestsMax = 4 * parameters.batchSizeMax * parameters.pipelineDepthMax
+        pendingRequestsMax = max(4 * parameters.batchSizeMax * parameters.pipelineDepthMax, ReplicaLimits.pendingRequestsFloor)
         futureMessagesPerReplicaMax = 2 * Int(parameters.watermarkWindow) + 8
         checkpointsPerReplicaMax = Int(parameters.watermarkWindow / parameters.checkpointInterval) + 2
         stateServesPerTickMax = 4

@@ -146,6 +146,7 @@ extension Replica {
         if plan.minSequence > stableCheckpoint, !plan.checkpointProof.isEmpty {
             becomeStable(CheckpointCertificate(checkpoints: plan.checkpointProof), &out)
         }
+        requestState(upTo: plan.minSequence)
         nextSequence = max(plan.maxSequence, plan.minSequence, lastExecuted, stableCheckpoint).next
         for prePrepare in prePrepares where prePrepare.sequence > stableCheckpoint {
             installFromNewView(prePrepare, &out)

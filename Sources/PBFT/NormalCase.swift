@@ -72,10 +72,11 @@ extension Replica {
     }
 
     private mutating func propose(_ batch: [Request], _ out: inout Outbox) {
+        // A primary proposes once per (v, s): skip any sequence its log says it already used.
+        while ownMessages[OwnMessageKey(kind: .prePrepare, view: view, sequence: nextSequence)] != nil { nextSequence = nextSequence.next }
         let sequence = nextSequence
         nextSequence = sequence.next
         let prePrepare = PrePrepare(view: view, sequence: sequence, primary: id, batch: batch).signed(by: signer)
-        precondition(ownMessages[OwnMessageKey(kind: .prePrepare, view: view, sequence: sequence)] == nil, "a primary proposes once per (v, s)")
         out.broadcast(.prePrepare(prePrepare))
         acceptPrePrepare(prePrepare, &out)
     }
@@ -150,10 +151,7 @@ extension Replica {
     /// Signs, persists, broadcasts and logs this replica's own PREPARE or COMMIT.
     mutating func sendVote(_ kind: VoteKind, for prePrepare: PrePrepare, _ out: inout Outbox) {
         let key = OwnMessageKey(kind: kind == .prepare ? .prepare : .commit, view: prePrepare.view, sequence: prePrepare.sequence)
-        if let signed = ownMessages[key] {
-            precondition(signed == prePrepare.digest, "a replica never votes for two digests in one (v, s)")
-            return
-        }
+        if ownMessages[key] != nil { return }  // signed already (after a restart: maybe another digest — never again)
         let vote = Vote(kind: kind, view: prePrepare.view, sequence: prePrepare.sequence, digest: prePrepare.digest, replica: id).signed(by: signer)
         ownMessages[key] = vote.digest
         out.persist(.vote(vote))
@@ -302,6 +300,9 @@ extension Replica {
             return false
         }
         if messageView < view {
+            // The sender still works in an older view; if it is past our head, its certified
+            // blocks are good in any view: fetch them.
+            if sequence > lastExecuted.adding(1) { probeState(from: from, seen: sequence, &out) }
             reject(.staleView(current: view), from: from, message.tag, view: messageView, sequence: sequence)
             return false
         }
@@ -310,6 +311,7 @@ extension Replica {
             return false
         }
         guard sequence <= highWatermark else {
+            probeState(from: from, seen: sequence, &out)
             reject(.outsideWatermarks(low: stableCheckpoint, high: highWatermark), from: from, message.tag, view: messageView, sequence: sequence)
             return false
         }

@@ -85,7 +85,12 @@ public struct Replica: Sendable {
     /// The height this replica is fetching up to, while it is behind.
     var stateTarget: SequenceNumber?
     var stateTransferAttempt = 0
+    /// When the outstanding STATE-REQUEST was sent (nil: none outstanding).
     var stateRequestTick: UInt64?
+    /// When this replica last probed a peer that seemed far ahead.
+    var stateProbeTick: UInt64?
+    /// The highest sequence a peer sent above our window, untrusted: probed for while behind it.
+    var probeTarget: SequenceNumber?
 
     // MARK: Accessors
 
@@ -122,6 +127,7 @@ public struct Replica: Sendable {
         case .clientRequest(let request): receiveClientRequest(request, &out)
         case .tick: tick(&out)
         }
+        continueStateTransfer(&out)
         return out.actions
     }
 

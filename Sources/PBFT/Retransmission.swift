@@ -13,7 +13,8 @@ extension Replica {
             forwardPendingRequests(&out)
         }
         retransmitCheckpoint(&out)
-        retryStateTransfer(&out)
+        fetchMissingCommitted()
+        continueProbing(&out)
     }
 
     /// Own PRE-PREPAREs (as primary), PREPAREs and COMMITs of sequences not executed yet.

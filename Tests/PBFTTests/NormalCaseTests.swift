@@ -138,3 +138,35 @@ import SteleCrypto
         #expect(cluster.replica(1).lastViolation?.code == .duplicateRequestInBatch(timestamp: 1))
     }
 }
+
+/// Bounds: every buffer has a limit; excess is dropped, never an unbounded allocation.
+@Suite struct BoundTests {
+    @Test func thePrimaryDropsRequestsBeyondItsQueueBound() {
+        var cluster = Cluster(parameters: Cluster.parameters(batchSizeMax: 1, pipelineDepthMax: 1))
+        cluster.isolated = [1, 2, 3]  // nothing executes, so everything queues
+        let bound = cluster.replica(0).limits.pendingRequestsMax
+        for timestamp in 1...(bound + 10) { cluster.submit(cluster.request(UInt64(timestamp)), to: [0]) }
+        #expect(cluster.replica(0).pending.count == bound)
+    }
+
+    @Test func futureViewMessagesAreBoundedPerSender() {
+        var cluster = Cluster()
+        let limit = cluster.replica(1).limits.futureMessagesPerReplicaMax
+        for sequence in 1...(limit + 5) {
+            let vote = Vote(kind: .prepare, view: 7, sequence: SequenceNumber(UInt64(sequence)), digest: Batch.nullDigest, replica: 2)
+                .signed(by: cluster.signers[2])
+            cluster.inject(.prepare(vote), from: 2, to: 1)
+        }
+        #expect(cluster.replica(1).futureMessages.count == limit)
+    }
+
+    @Test func checkpointMessagesAreBoundedPerReplica() {
+        var cluster = Cluster()
+        let limit = cluster.replica(1).limits.checkpointsPerReplicaMax
+        for index in 1...(limit + 5) {
+            let checkpoint = Checkpoint(sequence: SequenceNumber(UInt64(index * 4)), stateDigest: .zero, replica: 2).signed(by: cluster.signers[2])
+            cluster.inject(.checkpoint(checkpoint), from: 2, to: 1)
+        }
+        #expect(cluster.replica(1).checkpointMessages[2]?.count == limit)
+    }
+}
