@@ -55,3 +55,21 @@ extension HarnessTests {
         #expect(report.byzantine[0] == .equivocate, "the normal-case core never leaves view 0, so r0 must be a colluder")
     }
 }
+
+extension HarnessTests {
+    /// A core that ignores its WAL after a crash re-proposes sequence numbers it already used
+    /// for other requests: the shell-side check of invariant 4 must name it.
+    @Test func amnesiaAfterACrashIsCaughtAsHonestEquivocation() throws {
+        var caught = [InvariantViolation]()
+        for seed in UInt64(1)...40 where caught.isEmpty {
+            var options = HarnessTests.calm(seed: seed)
+            options.crashes = true
+            options.requestsPerClient = 10
+            options.safetyPhaseTicks = 600
+            let report = Simulation<AmnesiacCore>(options: options).run()
+            caught += report.violations.filter { $0.code == .honestEquivocation }
+        }
+        let violation = try #require(caught.first)
+        #expect(violation.replicas == [0], "only the primary proposes in the normal-case core")
+    }
+}

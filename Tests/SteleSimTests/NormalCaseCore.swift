@@ -4,15 +4,7 @@ import SteleSim
 
 /// A deliberately small PBFT core for testing the simulator itself: the normal case only
 /// (view 0, no view change, no checkpoints, no state transfer), one request per batch.
-/// `amnesiac` makes it forget its own votes across a restart — a core bug the simulator's
-/// honest-equivocation check must catch.
 struct NormalCaseCore: SimulatedReplica {
-    nonisolated(unsafe) static var amnesiac = false
-
-    struct Slot: Hashable {
-        let sequence: SequenceNumber
-    }
-
     let config: ClusterConfig
     let signer: ReplicaSigner
     var prePrepares: [SequenceNumber: PrePrepare] = [:]
@@ -22,19 +14,18 @@ struct NormalCaseCore: SimulatedReplica {
     var nextSequence = SequenceNumber(1)
     var head: LedgerHead
     var proposed: Set<Digest> = []
-    let forgetful: Bool
 
     init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
         self.config = config
         self.signer = signer
         self.head = recovery?.ledgerHead ?? LedgerHead.genesis(config)
-        self.forgetful = NormalCaseCore.amnesiac
         nextSequence = head.height.next
-        guard let recovery, !forgetful else { return }
+        guard let recovery else { return }
         for record in recovery.records {
             switch record {
             case .prePrepare(let m):
                 prePrepares[m.sequence] = m
+                for request in m.batch { proposed.insert(request.contentDigest) }
                 if m.sequence >= nextSequence { nextSequence = m.sequence.next }
             case .vote(let vote) where vote.kind == .commit: sentCommit.insert(vote.sequence)
             default: break
@@ -117,4 +108,22 @@ struct NormalCaseCore: SimulatedReplica {
     func reply(_ request: Request, _ result: Reply.Result) -> Reply {
         Reply(view: 0, timestamp: request.timestamp, client: request.client, replica: id, height: result.height, blockHash: result.blockHash).signed(by: signer)
     }
+}
+
+/// The normal-case core with a crash bug: it ignores its write-ahead log on restart, so it
+/// forgets the pre-prepares and votes it signed — the simulator must catch it re-signing.
+struct AmnesiacCore: SimulatedReplica {
+    var inner: NormalCaseCore
+
+    init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
+        let forgotten = recovery.map { RecoveryState(ledgerHead: $0.ledgerHead, records: []) }
+        inner = NormalCaseCore(config: config, signer: signer, recovery: forgotten)
+    }
+
+    mutating func handle(_ event: Event) -> [Action] { inner.handle(event) }
+    var id: ReplicaID { inner.id }
+    var view: View { inner.view }
+    var isInViewChange: Bool { inner.isInViewChange }
+    var lastExecuted: SequenceNumber { inner.lastExecuted }
+    var stableCheckpoint: SequenceNumber { inner.stableCheckpoint }
 }
