@@ -41,6 +41,11 @@ public struct SimulationOptions: Sendable, Equatable {
     /// After healing, every submitted request must be accepted within this many ticks.
     public var livenessPhaseTicksMax: UInt64 = 4000
     public var crashes = true
+    /// Each tick, a crash is scheduled with probability 1 / crashChanceOneIn (while fewer than
+    /// max(1, f) replicas are down).
+    public var crashChanceOneIn = 120
+    /// Each tick without a partition, one starts with probability 1 / partitionChanceOneIn.
+    public var partitionChanceOneIn = 150
     public var networkFaults = true
     public var partitions = true
     /// Share of deliveries whose message is encoded and decoded again (and compared).

@@ -197,7 +197,7 @@ public final class Simulation<Core: SimulatedReplica> {
             log("tick \(tick): partition healed")
             return
         }
-        guard faultRandom.chance(1, in: 150) else { return }
+        guard faultRandom.chance(1, in: max(1, options.partitionChanceOneIn)) else { return }
         let replicas = config.replicaIDs
         let primary = config.primary(of: mostCommonView())
         let links: [SimLink]
@@ -229,7 +229,7 @@ public final class Simulation<Core: SimulatedReplica> {
 
     func scheduleCrash() {
         let downCount = nodes.filter { !$0.isUp || $0.crashPending }.count
-        guard downCount < max(1, config.f), faultRandom.chance(1, in: 120) else { return }
+        guard downCount < max(1, config.f), faultRandom.chance(1, in: max(1, options.crashChanceOneIn)) else { return }
         let candidates = nodes.filter { $0.isHonest && $0.isUp && !$0.crashPending }
         guard let node = faultRandom.element(of: candidates) else { return }
         node.crashPending = true
