@@ -1,0 +1,118 @@
+import SteleCore
+import SteleCrypto
+
+/// A request's identity for exactly-once purposes: (client, timestamp). Never the signature
+/// bytes — a key holder can make many valid signatures for one request.
+struct RequestKey: Hashable, Sendable {
+    let client: PublicKey
+    let timestamp: UInt64
+
+    init(_ request: Request) {
+        client = request.client
+        timestamp = request.timestamp
+    }
+}
+
+/// Which of its own messages for one (view, sequence) a replica remembers signing.
+enum OwnMessageKind: Hashable, Sendable {
+    case prePrepare, prepare, commit
+}
+
+/// The key of one own signed message: it never signs two digests under one key.
+struct OwnMessageKey: Hashable, Sendable {
+    let kind: OwnMessageKind
+    let view: View
+    let sequence: SequenceNumber
+}
+
+/// Everything the current view's log holds for one sequence number.
+struct Slot: Sendable {
+    let view: View
+    var prePrepare: PrePrepare?
+    /// At most one PREPARE per backup (the first one wins; a correct replica sends one digest).
+    var prepares: [ReplicaID: Vote] = [:]
+    /// At most one COMMIT per member.
+    var commits: [ReplicaID: Vote] = [:]
+    var preparedCertificate: PreparedCertificate?
+    var isCommittedLocal = false
+
+    init(view: View) { self.view = view }
+
+    var isPrepared: Bool { preparedCertificate != nil }
+
+    /// The matching PREPAREs, ordered by replica (deterministic certificates).
+    func matchingPrepares(_ digest: Digest) -> [Vote] {
+        prepares.values.filter { $0.digest == digest }.sorted { $0.replica < $1.replica }
+    }
+
+    func matchingCommits(_ digest: Digest) -> [Vote] {
+        commits.values.filter { $0.digest == digest }.sorted { $0.replica < $1.replica }
+    }
+}
+
+/// A batch with its commit certificate, waiting for every lower sequence to execute.
+struct CommittedBatch: Sendable {
+    let batch: [Request]
+    let view: View
+    let signatures: [ReplicaSignature]
+}
+
+/// One sequence number of one peer.
+struct PeerSequence: Hashable, Sendable {
+    let peer: ReplicaID
+    let sequence: SequenceNumber
+}
+
+/// A normal-case message that arrived for a view this replica has not entered yet.
+struct BufferedMessage: Sendable {
+    let message: Message
+    let from: ReplicaID
+    let view: View
+}
+
+/// The bounds on every buffer the core keeps, derived from the cluster's parameters.
+struct ReplicaLimits: Sendable {
+    /// Client requests known and not yet executed.
+    let pendingRequestsMax: Int
+    /// Normal-case messages for views not yet entered, per sending replica.
+    let futureMessagesPerReplicaMax: Int
+    /// CHECKPOINT messages kept per replica.
+    let checkpointsPerReplicaMax: Int
+    /// STATE-REQUESTs served per peer per tick.
+    let stateServesPerTickMax: Int
+    /// Client requests forwarded to the primary per retransmission round.
+    let forwardsPerRetransmitMax: Int
+    /// Retransmission rounds in which a new primary re-broadcasts its NEW-VIEW.
+    let newViewRetransmitRounds: Int
+    /// The highest view number the core accepts (so `view.next` can never overflow).
+    let viewMax: View
+
+    /// Tiny batch and pipeline settings still queue this many requests.
+    static let pendingRequestsFloor = 64
+
+    init(config: ClusterConfig) {
+        let parameters = config.parameters
+        pendingRequestsMax = max(4 * parameters.batchSizeMax * parameters.pipelineDepthMax, ReplicaLimits.pendingRequestsFloor)
+        futureMessagesPerReplicaMax = 2 * Int(parameters.watermarkWindow) + 8
+        checkpointsPerReplicaMax = Int(parameters.watermarkWindow / parameters.checkpointInterval) + 2
+        stateServesPerTickMax = 4
+        forwardsPerRetransmitMax = parameters.batchSizeMax
+        newViewRetransmitRounds = 3
+        viewMax = View(UInt64.max / 2)
+    }
+}
+
+extension SequenceNumber {
+    /// `self + count`, saturating at the largest sequence number.
+    func adding(_ count: UInt64) -> SequenceNumber {
+        let (sum, overflow) = value.addingReportingOverflow(count)
+        return SequenceNumber(overflow ? UInt64.max : sum)
+    }
+}
+
+extension UInt64 {
+    func saturatingAdd(_ other: UInt64) -> UInt64 {
+        let (sum, overflow) = addingReportingOverflow(other)
+        return overflow ? UInt64.max : sum
+    }
+}

@@ -1,0 +1,334 @@
+import SteleCore
+import SteleCrypto
+
+// PBFT §4.2 (normal-case operation): REQUEST, PRE-PREPARE, PREPARE, COMMIT, execution, REPLY.
+
+extension Replica {
+    // MARK: Requests
+
+    /// A client REQUEST (signature verified by the shell).
+    mutating func receiveClientRequest(_ request: Request, _ out: inout Outbox) {
+        switch clientStatus(request) {
+        case .executed(let result): out.reply(signedReply(request, result: result))
+        case .tooOld: return
+        case .new: admitNewRequest(request, &out)
+        }
+    }
+
+    /// A REQUEST a backup forwarded to this replica because it believes we are the primary.
+    mutating func receiveForwardedRequest(_ request: Request, _ out: inout Outbox) {
+        guard isPrimary, !isInViewChange, case .new = clientStatus(request) else { return }
+        pending.insert(request)
+        proposeBatches(&out)
+    }
+
+    func clientStatus(_ request: Request) -> ClientRecord.Status {
+        ledgerHead.clients[request.client]?.status(of: request.timestamp) ?? .new
+    }
+
+    private mutating func admitNewRequest(_ request: Request, _ out: inout Outbox) {
+        guard pending.contains(RequestKey(request)) || pending.insert(request) else { return }  // full: drop
+        if isInViewChange { return }
+        if isPrimary {
+            proposeBatches(&out)
+            return
+        }
+        out.send(.request(request), to: primary)
+        if requestDeadline == nil { requestDeadline = now.saturatingAdd(timeoutTicks) }
+    }
+
+    func signedReply(_ request: Request, result: Reply.Result) -> Reply {
+        Reply(view: view, timestamp: request.timestamp, client: request.client, replica: id, height: result.height, blockHash: result.blockHash)
+            .signed(by: signer)
+    }
+
+    // MARK: Batching (primary)
+
+    /// Cuts batches while requests are queued, the pipeline has room and the next sequence is
+    /// inside the window. Called on every request and every tick, so batches grow under load.
+    mutating func proposeBatches(_ out: inout Outbox) {
+        guard isPrimary, !isInViewChange, lastExecuted >= stableCheckpoint else { return }
+        while hasRoomForProposal {
+            let inFlight = self.inFlight
+            let clients = ledgerHead.clients
+            let batch = pending.takeForProposal(countMax: config.parameters.batchSizeMax) {
+                Replica.isProposable($0, inFlight: inFlight, clients: clients)
+            }
+            if batch.isEmpty { return }
+            propose(batch, &out)
+        }
+    }
+
+    private var hasRoomForProposal: Bool {
+        let proposedUnexecuted = nextSequence.value > lastExecuted.value ? nextSequence.value - 1 - lastExecuted.value : 0
+        return nextSequence <= highWatermark && proposedUnexecuted < UInt64(config.parameters.pipelineDepthMax)
+    }
+
+    /// Not in an accepted, unexecuted PRE-PREPARE and never executed.
+    private static func isProposable(_ request: Request, inFlight: [RequestKey: SequenceNumber], clients: [PublicKey: ClientRecord]) -> Bool {
+        guard inFlight[RequestKey(request)] == nil else { return false }
+        guard case .new = clients[request.client]?.status(of: request.timestamp) ?? .new else { return false }
+        return true
+    }
+
+    private mutating func propose(_ batch: [Request], _ out: inout Outbox) {
+        // A primary proposes once per (v, s): skip any sequence its log says it already used.
+        while ownMessages[OwnMessageKey(kind: .prePrepare, view: view, sequence: nextSequence)] != nil { nextSequence = nextSequence.next }
+        let sequence = nextSequence
+        nextSequence = sequence.next
+        let prePrepare = PrePrepare(view: view, sequence: sequence, primary: id, batch: batch).signed(by: signer)
+        out.broadcast(.prePrepare(prePrepare))
+        acceptPrePrepare(prePrepare, &out)
+    }
+
+    // MARK: PRE-PREPARE
+
+    mutating func receivePrePrepare(_ prePrepare: PrePrepare, from: ReplicaID, _ out: inout Outbox) {
+        guard admitNormalCase(.prePrepare(prePrepare), view: prePrepare.view, sequence: prePrepare.sequence, from: from, &out) else { return }
+        do throws(ProtocolViolation.Code) {
+            try checkPrePrepare(prePrepare)
+        } catch {
+            reject(error, from: from, .prePrepare, view: prePrepare.view, sequence: prePrepare.sequence)
+            return
+        }
+        if log[prePrepare.sequence]?.prePrepare != nil { return }  // the same one again
+        acceptPrePrepare(prePrepare, &out)
+    }
+
+    /// Whether a backup may accept this PRE-PREPARE of its current view (the watermarks and the
+    /// view were checked by `admitNormalCase`).
+    func checkPrePrepare(_ prePrepare: PrePrepare) throws(ProtocolViolation.Code) {
+        let expected = config.primary(of: prePrepare.view)
+        guard prePrepare.primary == expected else { throw .notPrimary(expected: expected) }
+        guard Batch.digest(prePrepare.batch) == prePrepare.digest else { throw .digestMismatch }
+        if let accepted = log[prePrepare.sequence]?.prePrepare, accepted.digest != prePrepare.digest {
+            throw .conflictingPrePrepare(accepted: accepted.digest)
+        }
+        if prePrepare.sequence <= lastExecuted {
+            // Executed already (e.g. via state transfer): help only if it is what we executed.
+            guard executedDigests[prePrepare.sequence] == prePrepare.digest else { throw .sequenceExecutedDifferently }
+            return
+        }
+        try checkBatch(prePrepare.batch, at: prePrepare.sequence)
+    }
+
+    /// No duplicate transactions: every (client, timestamp) lands in the ledger at most once.
+    func checkBatch(_ batch: [Request], at sequence: SequenceNumber) throws(ProtocolViolation.Code) {
+        guard lastExecuted >= stableCheckpoint else { throw .behindStableCheckpoint(lastExecuted: lastExecuted) }
+        let limit = config.parameters.batchSizeMax
+        guard batch.count <= limit else { throw .batchTooLarge(count: batch.count, limit: limit) }
+        var seen = Set<RequestKey>()
+        for request in batch {
+            let key = RequestKey(request)
+            guard seen.insert(key).inserted else { throw .duplicateRequestInBatch(timestamp: request.timestamp) }
+            guard case .new = clientStatus(request) else { throw .requestAlreadyExecuted(timestamp: request.timestamp) }
+            if let other = inFlight[key], other != sequence { throw .requestInFlight(timestamp: request.timestamp, at: other) }
+        }
+    }
+
+    /// Logs a PRE-PREPARE of the current view (own, a backup's accepted one, or one of a
+    /// NEW-VIEW's O) and, at a backup, sends PREPARE.
+    mutating func acceptPrePrepare(_ prePrepare: PrePrepare, _ out: inout Outbox) {
+        let sequence = prePrepare.sequence
+        let isOwn = prePrepare.primary == id
+        let ownKey = OwnMessageKey(kind: isOwn ? .prePrepare : .prepare, view: prePrepare.view, sequence: sequence)
+        if let signed = ownMessages[ownKey], signed != prePrepare.digest { return }  // never equivocate, even after a restart
+        var slot = log[sequence] ?? Slot(view: prePrepare.view)
+        slot.prePrepare = prePrepare
+        log[sequence] = slot
+        if sequence > lastExecuted {
+            for request in prePrepare.batch { inFlight[RequestKey(request)] = sequence }
+        }
+        out.persist(.prePrepare(prePrepare))
+        if isOwn {
+            ownMessages[ownKey] = prePrepare.digest
+        } else {
+            sendVote(.prepare, for: prePrepare, &out)
+        }
+        checkPrepared(sequence, &out)
+    }
+
+    /// Signs, persists, broadcasts and logs this replica's own PREPARE or COMMIT.
+    mutating func sendVote(_ kind: VoteKind, for prePrepare: PrePrepare, _ out: inout Outbox) {
+        let key = OwnMessageKey(kind: kind == .prepare ? .prepare : .commit, view: prePrepare.view, sequence: prePrepare.sequence)
+        if ownMessages[key] != nil { return }  // signed already (after a restart: maybe another digest — never again)
+        let vote = Vote(kind: kind, view: prePrepare.view, sequence: prePrepare.sequence, digest: prePrepare.digest, replica: id).signed(by: signer)
+        ownMessages[key] = vote.digest
+        out.persist(.vote(vote))
+        out.broadcast(kind == .prepare ? .prepare(vote) : .commit(vote))
+        record(vote)
+    }
+
+    private mutating func record(_ vote: Vote) {
+        var slot = log[vote.sequence] ?? Slot(view: vote.view)
+        switch vote.kind {
+        case .prepare: slot.prepares[vote.replica] = vote
+        case .commit: slot.commits[vote.replica] = vote
+        }
+        log[vote.sequence] = slot
+    }
+
+    // MARK: PREPARE and COMMIT
+
+    mutating func receivePrepare(_ vote: Vote, from: ReplicaID, _ out: inout Outbox) {
+        guard admitNormalCase(.prepare(vote), view: vote.view, sequence: vote.sequence, from: from, &out) else { return }
+        guard vote.replica != config.primary(of: vote.view) else {
+            reject(.prepareFromPrimary, from: from, .prepare, view: vote.view, sequence: vote.sequence)
+            return
+        }
+        guard storeVote(vote, from: from, &out) else { return }
+        checkPrepared(vote.sequence, &out)
+    }
+
+    mutating func receiveCommit(_ vote: Vote, from: ReplicaID, _ out: inout Outbox) {
+        guard admitNormalCase(.commit(vote), view: vote.view, sequence: vote.sequence, from: from, &out) else { return }
+        guard storeVote(vote, from: from, &out) else { return }
+        checkCommitted(vote.sequence, &out)
+    }
+
+    /// Logs a peer's vote (one per replica per (v, s)); true if it is new. A peer still voting
+    /// on a sequence this replica executed is behind: it gets our own votes again.
+    private mutating func storeVote(_ vote: Vote, from: ReplicaID, _ out: inout Outbox) -> Bool {
+        let slot = log[vote.sequence]
+        let existing = vote.kind == .prepare ? slot?.prepares[from] : slot?.commits[from]
+        if let existing {
+            if existing.digest != vote.digest {
+                reject(.conflictingVote, from: from, vote.kind.tag, view: vote.view, sequence: vote.sequence)
+            } else if vote.sequence <= lastExecuted, let slot {
+                resendOwnVotes(slot, to: from, &out)
+            }
+            return false
+        }
+        record(vote)
+        return true
+    }
+
+    /// A peer re-sent a vote for a sequence we executed: it is still waiting for votes. Re-send
+    /// ours, at most once per tick for each (peer, sequence).
+    private mutating func resendOwnVotes(_ slot: Slot, to peer: ReplicaID, _ out: inout Outbox) {
+        guard slot.isCommittedLocal, let commit = slot.commits[id] else { return }
+        guard votesResentThisTick.insert(PeerSequence(peer: peer, sequence: commit.sequence)).inserted else { return }
+        if let prepare = slot.prepares[id] { out.send(.prepare(prepare), to: peer) }
+        out.send(.commit(commit), to: peer)
+    }
+
+    /// prepared(m, v, s, i): the PRE-PREPARE and 2f matching PREPAREs from distinct backups.
+    mutating func checkPrepared(_ sequence: SequenceNumber, _ out: inout Outbox) {
+        guard var slot = log[sequence], let prePrepare = slot.prePrepare, !slot.isPrepared else { return }
+        let prepares = slot.matchingPrepares(prePrepare.digest)
+        let needed = 2 * config.f
+        guard prepares.count >= needed else { return }
+        let certificate = PreparedCertificate(prePrepare: prePrepare, prepares: Array(prepares.prefix(needed)))
+        slot.preparedCertificate = certificate
+        log[sequence] = slot
+        rememberPrepared(certificate)
+        out.persist(.prepared(certificate))
+        sendVote(.commit, for: prePrepare, &out)
+        checkCommitted(sequence, &out)
+    }
+
+    mutating func rememberPrepared(_ certificate: PreparedCertificate) {
+        if let held = preparedCertificates[certificate.sequence], held.view >= certificate.view { return }
+        preparedCertificates[certificate.sequence] = certificate
+    }
+
+    /// committed-local(m, v, s, i): prepared and 2f+1 matching COMMITs from distinct members.
+    mutating func checkCommitted(_ sequence: SequenceNumber, _ out: inout Outbox) {
+        guard var slot = log[sequence], let prePrepare = slot.prePrepare, slot.isPrepared, !slot.isCommittedLocal else { return }
+        let commits = slot.matchingCommits(prePrepare.digest)
+        guard commits.count >= config.quorum else { return }
+        slot.isCommittedLocal = true
+        log[sequence] = slot
+        if sequence > lastExecuted, committed[sequence] == nil {
+            let signatures = commits.prefix(config.quorum).map { ReplicaSignature(replica: $0.replica, signature: $0.signature) }
+            committed[sequence] = CommittedBatch(batch: prePrepare.batch, view: prePrepare.view, signatures: signatures)
+        }
+        executeReady(&out)
+    }
+
+    // MARK: Execution
+
+    /// Executes committed batches strictly in sequence order.
+    mutating func executeReady(_ out: inout Outbox) {
+        while let batch = committed.removeValue(forKey: lastExecuted.next) {
+            let block = CertifiedBlock(
+                height: lastExecuted.next, prevHash: ledgerHead.hash, batch: batch.batch,
+                certificateView: batch.view, commitSignatures: batch.signatures)
+            execute(block, sendReplies: true, &out)
+        }
+        proposeBatches(&out)
+    }
+
+    /// Appends one block to the ledger and applies it; the caller checked height and chain.
+    mutating func execute(_ block: CertifiedBlock, sendReplies: Bool, _ out: inout Outbox) {
+        precondition(block.height == lastExecuted.next && block.prevHash == ledgerHead.hash)
+        out.commit(block)
+        ledgerHead.apply(block)
+        executedDigests[block.height] = block.batchDigest
+        var executedRequest = false
+        for request in block.batch {
+            let key = RequestKey(request)
+            pending.remove(key)
+            if inFlight[key] == block.height { inFlight.removeValue(forKey: key) }
+            guard case .executed(let result) = clientStatus(request), result.height == block.height else { continue }
+            executedRequest = true
+            if sendReplies { out.reply(signedReply(request, result: result)) }
+        }
+        requestsExecuted(progress: executedRequest)
+        afterExecution(&out)
+    }
+
+    /// The view-change timer: stopped when nothing is pending, restarted on progress; the
+    /// timeout returns to its base once a request executes in a stable view.
+    mutating func requestsExecuted(progress: Bool) {
+        guard !isInViewChange else { return }
+        if progress { timeoutTicks = config.parameters.viewChangeTimeoutTicks }
+        if pending.isEmpty || isPrimary {
+            requestDeadline = nil
+        } else if progress || requestDeadline == nil {
+            requestDeadline = now.saturatingAdd(timeoutTicks)
+        }
+    }
+
+    /// Normal-case messages pass the view and watermark checks here: old views and sequences at
+    /// or below h are dropped (a peer below h is told about our stable checkpoint), later
+    /// views are buffered, sequences above H are dropped.
+    mutating func admitNormalCase(_ message: Message, view messageView: View, sequence: SequenceNumber, from: ReplicaID, _ out: inout Outbox) -> Bool {
+        if sequence <= stableCheckpoint {
+            hintStableCheckpoint(to: from, &out)
+            reject(.outsideWatermarks(low: stableCheckpoint, high: highWatermark), from: from, message.tag, view: messageView, sequence: sequence)
+            return false
+        }
+        if messageView < view {
+            // The sender still works in an older view; if it is past our head, its certified
+            // blocks are good in any view: fetch them.
+            if sequence > lastExecuted.adding(1) { probeState(from: from, seen: sequence, &out) }
+            reject(.staleView(current: view), from: from, message.tag, view: messageView, sequence: sequence)
+            return false
+        }
+        if messageView > view || isInViewChange {
+            bufferFutureMessage(message, from: from, view: messageView)
+            return false
+        }
+        guard sequence <= highWatermark else {
+            probeState(from: from, seen: sequence, &out)
+            reject(.outsideWatermarks(low: stableCheckpoint, high: highWatermark), from: from, message.tag, view: messageView, sequence: sequence)
+            return false
+        }
+        return true
+    }
+
+    mutating func bufferFutureMessage(_ message: Message, from: ReplicaID, view messageView: View) {
+        guard messageView <= limits.viewMax else { return }
+        let held = futureMessages.reduce(0) { $0 + ($1.from == from ? 1 : 0) }
+        guard held < limits.futureMessagesPerReplicaMax else { return }
+        futureMessages.append(BufferedMessage(message: message, from: from, view: messageView))
+    }
+
+    /// Handles the buffered messages of the view just entered; drops those of older views.
+    mutating func replayFutureMessages(_ out: inout Outbox) {
+        let ready = futureMessages.filter { $0.view == view }
+        futureMessages.removeAll { $0.view <= view }
+        for buffered in ready { receive(buffered.message, from: buffered.from, &out) }
+    }
+}

@@ -1,0 +1,82 @@
+import SteleCore
+
+/// The client requests a replica knows of and has not executed, in arrival order, bounded.
+///
+/// Backups wait on them (view-change timer) and forward them to the primary; the primary
+/// proposes them in order. `cursor` marks how far the primary has looked for proposals:
+/// requests before it were proposed (or skipped as in flight) in this view. Removal is lazy:
+/// `order` may hold keys that are gone; it is compacted once dead keys outnumber live ones.
+struct RequestQueue: Sendable {
+    let capacity: Int
+    private(set) var entries: [RequestKey: Request] = [:]
+    private var order: [RequestKey] = []
+    private var cursor = 0
+
+    init(capacity: Int) {
+        precondition(capacity >= 1)
+        self.capacity = capacity
+    }
+
+    var count: Int { entries.count }
+    var isEmpty: Bool { entries.isEmpty }
+
+    func contains(_ key: RequestKey) -> Bool { entries[key] != nil }
+
+    /// Adds a request; false if it is already known or the queue is full.
+    @discardableResult
+    mutating func insert(_ request: Request) -> Bool {
+        let key = RequestKey(request)
+        guard entries[key] == nil, entries.count < capacity else { return false }
+        entries[key] = request
+        order.append(key)
+        return true
+    }
+
+    mutating func remove(_ key: RequestKey) {
+        guard entries.removeValue(forKey: key) != nil else { return }
+        compactIfSparse()
+    }
+
+    /// The primary starts proposing from the oldest request again (a new view).
+    mutating func rewind() { cursor = 0 }
+
+    /// Up to `countMax` requests after the cursor that `isProposable` accepts, advancing the
+    /// cursor past every request it looked at.
+    mutating func takeForProposal(countMax: Int, isProposable: (Request) -> Bool) -> [Request] {
+        var batch = [Request]()
+        var taken = Set<RequestKey>()
+        while cursor < order.count, batch.count < countMax {
+            let key = order[cursor]
+            cursor += 1
+            guard let request = entries[key], !taken.contains(key), isProposable(request) else { continue }
+            taken.insert(key)
+            batch.append(request)
+        }
+        return batch
+    }
+
+    /// The oldest `countMax` live requests that `isIncluded` accepts (for forwarding).
+    func oldest(_ countMax: Int, where isIncluded: (Request) -> Bool) -> [Request] {
+        var out = [Request]()
+        var seen = Set<RequestKey>()
+        for key in order where out.count < countMax {
+            guard let request = entries[key], seen.insert(key).inserted, isIncluded(request) else { continue }
+            out.append(request)
+        }
+        return out
+    }
+
+    private mutating func compactIfSparse() {
+        guard order.count > 64, order.count > 2 * entries.count else { return }
+        var live = [RequestKey]()
+        live.reserveCapacity(entries.count)
+        var seen = Set<RequestKey>()
+        var liveBeforeCursor = 0
+        for (index, key) in order.enumerated() where entries[key] != nil && seen.insert(key).inserted {
+            if index < cursor { liveBeforeCursor += 1 }
+            live.append(key)
+        }
+        order = live
+        cursor = liveBeforeCursor
+    }
+}

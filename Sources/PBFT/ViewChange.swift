@@ -1,0 +1,182 @@
+import SteleCore
+
+// PBFT §4.4 (view changes) and §4.5.2 (liveness): timers, VIEW-CHANGE, joining higher views.
+
+extension Replica {
+    // MARK: Timers
+
+    mutating func checkTimers(_ out: inout Outbox) {
+        if !isInViewChange, let deadline = requestDeadline, now >= deadline {
+            startViewChange(to: view.next, &out)
+        } else if isInViewChange, let deadline = newViewDeadline, now >= deadline {
+            startViewChange(to: view.next, &out)
+        }
+    }
+
+    // MARK: Starting a view change
+
+    /// Moves to `newView` and sends VIEW-CHANGE: stop taking normal-case messages of the old
+    /// view, keep the prepared certificates, persist before broadcasting. The NEW-VIEW timer
+    /// gets the current timeout; the next one doubles (capped).
+    mutating func startViewChange(to newView: View, _ out: inout Outbox) {
+        precondition(newView > view, "a replica never moves to a lower view")
+        guard newView <= limits.viewMax else { return }
+        leaveCurrentView()
+        view = newView
+        isInViewChange = true
+        requestDeadline = nil
+        newViewDeadline = nil
+        newViewWaitTicks = timeoutTicks
+        timeoutTicks = min(timeoutTicks.saturatingAdd(timeoutTicks), config.parameters.viewChangeTimeoutTicksMax)
+        ownNewView = nil
+        let viewChange = makeViewChange(for: newView)
+        ownViewChange = viewChange
+        viewChanges[id] = viewChange
+        out.persist(.view(newView, inViewChange: true))
+        out.persist(.viewChange(viewChange))
+        out.broadcast(.viewChange(viewChange))
+        futureMessages.removeAll { $0.view < newView }
+        viewChangeProgress(&out)
+    }
+
+    /// Forgets the current view's log; requests of unexecuted PRE-PREPAREs go back to pending
+    /// so they are forwarded (or proposed) in the next view.
+    mutating func leaveCurrentView() {
+        for sequence in log.keys.sorted() where sequence > lastExecuted {
+            guard let prePrepare = log[sequence]?.prePrepare else { continue }
+            for request in prePrepare.batch {
+                if case .new = clientStatus(request) { pending.insert(request) }
+            }
+        }
+        log = [:]
+        inFlight = [:]
+    }
+
+    /// VIEW-CHANGE(v+1, h, C, P, i): the stable checkpoint with its proof and, per sequence
+    /// above it, the prepared certificate of the highest view.
+    func makeViewChange(for newView: View) -> ViewChange {
+        let window = stableCheckpoint.adding(config.parameters.watermarkWindow)
+        let prepared = preparedCertificates.keys.sorted()
+            .filter { $0 > stableCheckpoint && $0 <= window }
+            .compactMap { preparedCertificates[$0] }
+        return ViewChange(
+            newView: newView, stableSequence: stableCheckpoint,
+            checkpointProof: stableCertificate?.checkpoints ?? [], prepared: prepared, replica: id
+        ).signed(by: signer)
+    }
+
+    // MARK: Receiving VIEW-CHANGE
+
+    mutating func receiveViewChange(_ viewChange: ViewChange, _ out: inout Outbox) {
+        let sender = viewChange.replica
+        guard viewChange.newView <= limits.viewMax else {
+            reject(.viewOutOfRange, from: sender, .viewChange, view: viewChange.newView)
+            return
+        }
+        if viewChange.newView < view || (viewChange.newView == view && !isInViewChange) {
+            helpReplicaBehind(viewChange, &out)
+            return
+        }
+        do throws(ProtocolViolation) {
+            try validate(viewChange)
+        } catch {
+            lastViolation = error
+            return
+        }
+        if let held = viewChanges[sender], held.newView >= viewChange.newView { return }
+        viewChanges[sender] = viewChange
+        viewChangeProgress(&out)
+    }
+
+    /// A VIEW-CHANGE for a view this replica has completed (or left): its sender missed the
+    /// NEW-VIEW, or is below our stable checkpoint.
+    private mutating func helpReplicaBehind(_ viewChange: ViewChange, _ out: inout Outbox) {
+        if viewChange.newView == view, !isInViewChange, let newView = ownNewView {
+            out.send(.newView(newView), to: viewChange.replica)
+        }
+        if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: viewChange.replica, &out) }
+    }
+
+    /// After any change to the VIEW-CHANGEs held: join a higher view f+1 replicas moved to,
+    /// start the NEW-VIEW timer once 2f+1 are in, and, as the new primary, send NEW-VIEW.
+    mutating func viewChangeProgress(_ out: inout Outbox) {
+        joinViewIfWeakQuorumAhead(&out)
+        guard isInViewChange else { return }
+        if newViewDeadline == nil, viewChangeCount(for: view) >= config.quorum {
+            newViewDeadline = now.saturatingAdd(newViewWaitTicks)
+        }
+        if config.primary(of: view) == id { sendNewViewIfReady(&out) }
+    }
+
+    func viewChangeCount(for target: View) -> Int {
+        viewChanges.values.reduce(0) { $0 + ($1.newView == target ? 1 : 0) }
+    }
+
+    /// §4.5.2: f+1 VIEW-CHANGEs for views above ours mean at least one correct replica moved;
+    /// join the smallest of those views even before our own timer fires.
+    private mutating func joinViewIfWeakQuorumAhead(_ out: inout Outbox) {
+        let ahead = viewChanges.values.filter { $0.newView > view }
+        guard ahead.count >= config.weakQuorum, let smallest = ahead.map(\.newView).min() else { return }
+        startViewChange(to: smallest, &out)
+    }
+
+    // MARK: Validity (INVARIANTS 10)
+
+    /// Checks a VIEW-CHANGE's quorum shapes (its signatures were checked by the shell): the
+    /// checkpoint proof, and each prepared certificate — PRE-PREPARE from its view's primary,
+    /// view below the new view, sequence inside the checkpoint's window, 2f matching PREPAREs
+    /// from distinct backups — at most one per sequence.
+    public func validate(_ viewChange: ViewChange) throws(ProtocolViolation) {
+        let sender = viewChange.replica
+        func violation(_ code: ProtocolViolation.Code, _ sequence: SequenceNumber? = nil) -> ProtocolViolation {
+            ProtocolViolation(code, replica: sender, message: .viewChange, view: viewChange.newView, sequence: sequence)
+        }
+        guard config.isMember(sender) else { throw violation(.notAMember) }
+        guard viewChange.newView <= limits.viewMax else { throw violation(.viewOutOfRange) }
+        guard isValidCheckpointProof(viewChange.checkpointProof, sequence: viewChange.stableSequence) else {
+            throw violation(.invalidCheckpointProof, viewChange.stableSequence)
+        }
+        let high = viewChange.stableSequence.adding(config.parameters.watermarkWindow)
+        var sequences = Set<SequenceNumber>()
+        for certificate in viewChange.prepared {
+            guard sequences.insert(certificate.sequence).inserted else {
+                throw violation(.duplicatePreparedCertificate(sequence: certificate.sequence), certificate.sequence)
+            }
+            guard certificate.sequence > viewChange.stableSequence, certificate.sequence <= high else {
+                throw violation(.invalidPreparedCertificate(sequence: certificate.sequence, reason: "outside the checkpoint's window"), certificate.sequence)
+            }
+            if let reason = flaw(in: certificate, below: viewChange.newView) {
+                throw violation(.invalidPreparedCertificate(sequence: certificate.sequence, reason: reason), certificate.sequence)
+            }
+        }
+    }
+
+    /// 2f+1 CHECKPOINTs of distinct members for one (sequence, digest); empty at genesis.
+    func isValidCheckpointProof(_ proof: [Checkpoint], sequence: SequenceNumber) -> Bool {
+        if sequence == .genesis { return proof.isEmpty }
+        guard let first = proof.first else { return false }
+        guard proof.allSatisfy({ $0.sequence == sequence && $0.stateDigest == first.stateDigest }) else { return false }
+        guard let signers = QuorumShape.distinctMembers(proof.map(\.replica), config: config) else { return false }
+        return signers.count >= config.quorum
+    }
+
+    /// What is wrong with a prepared certificate, or nil if it proves (v, s, d) prepared.
+    func flaw(in certificate: PreparedCertificate, below newView: View) -> String? {
+        let prePrepare = certificate.prePrepare
+        let primary = config.primary(of: prePrepare.view)
+        guard prePrepare.view < newView else { return "its view is not below the new view" }
+        guard prePrepare.primary == primary else { return "PRE-PREPARE not from primary(\(prePrepare.view))" }
+        guard Batch.digest(prePrepare.batch) == prePrepare.digest else { return "batch digest mismatch" }
+        for prepare in certificate.prepares {
+            guard prepare.kind == .prepare, prepare.view == prePrepare.view, prepare.sequence == prePrepare.sequence, prepare.digest == prePrepare.digest else {
+                return "a PREPARE does not match the PRE-PREPARE"
+            }
+            guard prepare.replica != primary else { return "a PREPARE from the primary" }
+        }
+        guard let backups = QuorumShape.distinctMembers(certificate.prepares.map(\.replica), config: config) else {
+            return "PREPAREs repeat a replica or come from a non-member"
+        }
+        guard backups.count >= 2 * config.f else { return "fewer than 2f PREPAREs" }
+        return nil
+    }
+}
