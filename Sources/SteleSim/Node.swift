@@ -22,6 +22,8 @@ public final class SimNode<Core: SimulatedReplica> {
     var crashPending = false
     public internal(set) var crashCount = 0
     public internal(set) var tornWriteCount = 0
+    /// Packets this replica put on the network.
+    public internal(set) var sentCount = 0
 
     init(index: Int, replica: ReplicaID, instance: Int, signer: ReplicaSigner, strategy: ByzantineStrategy?, genesisHash: Digest, core: Core) {
         self.index = index

@@ -48,6 +48,9 @@ public struct SimulationOptions: Sendable, Equatable {
     public var partitionChanceOneIn = 150
     public var networkFaults = true
     public var partitions = true
+    /// More packets than this in flight at once means the replicas amplify messages: the run
+    /// stops with an `overload` violation (normal traffic for small clusters is far below).
+    public var inFlightPacketsMax = 20_000
     /// Share of deliveries whose message is encoded and decoded again (and compared).
     public var codecSamplePercent = 100
 

@@ -56,7 +56,7 @@ public final class Simulation<Core: SimulatedReplica> {
             preconditionFailure("the simulator built an invalid cluster: \(error)")
         }
         faults = options.networkFaults ? NetworkFaults.random(&setup) : NetworkFaults.healed
-        network = SimNetwork(faults: faults, random: SimRandom(seed: options.seed, stream: Stream.network.rawValue))
+        network = SimNetwork(faults: faults, random: SimRandom(seed: options.seed, stream: Stream.network.rawValue), inFlightPacketsMax: options.inFlightPacketsMax)
         faultRandom = SimRandom(seed: options.seed, stream: Stream.faults.rawValue)
         clientRandom = SimRandom(seed: options.seed, stream: Stream.clients.rawValue)
         codecRandom = SimRandom(seed: options.seed, stream: Stream.codec.rawValue)
@@ -140,12 +140,12 @@ public final class Simulation<Core: SimulatedReplica> {
     /// Runs the safety phase, heals, runs the liveness phase (when K <= f), and checks safety.
     public func run() -> SimulationReport {
         log("seed \(options.seed): n=\(config.n) f=\(config.f) byzantine=\(describeByzantine()) faults=\(faults) parameters=\(config.parameters)")
-        while tick < options.safetyPhaseTicks { step() }
-        heal()
-        if options.checksLiveness {
+        while tick < options.safetyPhaseTicks, !overloaded { step() }
+        if !overloaded { heal() }
+        if options.checksLiveness, !overloaded {
             let deadline = tick + options.livenessPhaseTicksMax
-            while tick < deadline, !everyRequestAccepted { step() }
-            if !everyRequestAccepted { violations.append(livenessViolation()) }
+            while tick < deadline, !everyRequestAccepted, !overloaded { step() }
+            if !everyRequestAccepted, !overloaded { violations.append(livenessViolation()) }
         }
         phase = .finished
         checkSafety()
@@ -162,6 +162,31 @@ public final class Simulation<Core: SimulatedReplica> {
         for node in nodes where node.isUp { handle(.tick, at: node) }
         adversaryMoves()
         clientMoves()
+        if tick % 100 == 0 { log("tick \(tick): \(statusLine())") }
+        if network.inFlightCount >= options.inFlightPacketsMax / 2 { stopOverloaded() }
+    }
+
+    var overloaded: Bool { violations.contains { $0.code == .overload } }
+
+    /// Names the replicas that sent the most in the last tick window.
+    func stopOverloaded() {
+        let counts = nodes.map { (node: $0, sent: $0.sentCount) }
+        let average = counts.reduce(0) { $0 + $1.sent } / max(1, counts.count)
+        let heavy = counts.filter { $0.sent >= average }.map(\.node.replica)
+        let perReplica = counts.map { "\($0.node.replica) sent \($0.sent)" }.joined(separator: ", ")
+        violations.append(InvariantViolation(
+            .overload, replicas: Array(Set(heavy)),
+            detail: "\(network.inFlightCount) packets in flight at tick \(tick) (limit \(options.inFlightPacketsMax)): message amplification; \(perReplica)"))
+        log("tick \(tick): stopped, network overloaded: \(perReplica)")
+    }
+
+    /// Every replica's view, execution and ledger height, and the network's load.
+    public func statusLine() -> String {
+        let replicas = nodes.map { node -> String in
+            guard let core = node.core else { return "\(node.replica) down" }
+            return "\(node.replica) \(core.view)\(core.isInViewChange ? "*" : "") exec \(core.lastExecuted.value) stable \(core.stableCheckpoint.value)"
+        }
+        return replicas.joined(separator: ", ") + "; in flight \(network.inFlightCount), delivered \(stats.deliveredCount), rejected \(stats.rejectedCount)"
     }
 
     /// Ends the faults: the network heals, partitions lift, crashed replicas restart. Byzantine
@@ -378,6 +403,7 @@ public final class Simulation<Core: SimulatedReplica> {
     func put(_ send: AdversarySend) { sendToReplica(send.payload, from: send.from, to: send.to) }
 
     func sendToReplica(_ payload: SimPayload, from: ReplicaID, to target: ReplicaID) {
+        for index in instances[from] ?? [] where nodes[index].instance == 0 { nodes[index].sentCount += 1 }
         for index in instances[target] ?? [] {
             network.send(payload, from: .replica(from), to: .node(index), replicaLink: SimLink(from: from, to: target), now: tick)
         }

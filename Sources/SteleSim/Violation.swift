@@ -29,6 +29,8 @@ public struct InvariantViolation: Error, Hashable, Sendable, CustomStringConvert
         case codec
         /// A submitted request was not accepted within the liveness phase.
         case liveness
+        /// The replicas flooded the network (message amplification): the run was stopped.
+        case overload
     }
 
     public let code: Code
@@ -56,5 +58,5 @@ public struct InvariantViolation: Error, Hashable, Sendable, CustomStringConvert
         return text + ": " + detail
     }
 
-    public var isSafety: Bool { code != .liveness }
+    public var isSafety: Bool { code != .liveness && code != .overload }
 }
