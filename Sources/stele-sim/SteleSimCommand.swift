@@ -1,0 +1,160 @@
+import ArgumentParser
+import Foundation
+import PBFT
+import SteleCore
+import SteleSim
+
+/// `stele-sim`: runs the deterministic simulator over many seeds (or replays one) and exits 1
+/// if any run broke safety or liveness, printing the seed and the command that replays it.
+@main
+struct SteleSimCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stele-sim",
+        abstract: "Deterministic simulation of a Stele cluster: faulty network, crashes, Byzantine replicas.",
+        discussion: """
+            Each seed drives one run: a safety phase with faults, then healing and a liveness phase in
+            which every submitted request must be accepted. Exit status 0 if every run kept safety and
+            liveness, 1 otherwise. With --byzantine K > f only safety is checked.
+            Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).
+            """)
+
+    @Option(name: .customLong("seeds"), help: "How many seeds to run.")
+    var seedCount: Int = 100
+
+    @Option(help: "The first seed.")
+    var start: UInt64 = 1
+
+    @Option(help: "Replay exactly this seed (overrides --seeds and --start).")
+    var seed: UInt64?
+
+    @Option(help: "Replicas in the cluster (n).")
+    var replicas: Int = 4
+
+    @Option(help: "Byzantine replicas (K); may exceed f = (n-1)/3 on purpose.")
+    var byzantine: Int = 0
+
+    @Option(help: "Byzantine strategy, or 'all' for a mix chosen per seed.")
+    var strategy: String = "all"
+
+    @Option(help: "Write cluster.json and each replica's ledger of the last seed run to this directory.")
+    var out: String?
+
+    @Option(help: "Simulated clients.")
+    var clients: Int = 3
+
+    @Option(help: "Requests each client submits during the safety phase.")
+    var requests: Int = 6
+
+    @Option(name: .customLong("safety-ticks"), help: "Ticks of the safety phase (faults on).")
+    var safetyTicks: UInt64 = 1200
+
+    @Flag(name: .customLong("no-crashes"), help: "Never crash replicas.")
+    var noCrashes = false
+
+    @Flag(name: .customLong("no-partitions"), help: "Never partition the network.")
+    var noPartitions = false
+
+    @Flag(name: .customLong("no-network-faults"), help: "No loss, duplication or long delays.")
+    var noNetworkFaults = false
+
+    @Flag(help: "Print every notable event of each run.")
+    var verbose = false
+
+    func validate() throws {
+        guard StrategySelection(name: strategy) != nil else {
+            throw ValidationError("unknown strategy '\(strategy)'; use all or one of \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", "))")
+        }
+        guard (1...64).contains(replicas) else { throw ValidationError("--replicas must be 1 ... 64") }
+        guard (0...replicas).contains(byzantine) else { throw ValidationError("--byzantine must be 0 ... \(replicas)") }
+        guard seedCount >= 1 else { throw ValidationError("--seeds must be at least 1") }
+        guard (0...64).contains(clients), (0...10_000).contains(requests) else { throw ValidationError("--clients 0...64, --requests 0...10000") }
+        guard (1...10_000_000).contains(safetyTicks) else { throw ValidationError("--safety-ticks must be 1 ... 10000000") }
+    }
+
+    func options(seed: UInt64) -> SimulationOptions {
+        var options = SimulationOptions(seed: seed)
+        options.replicaCount = replicas
+        options.byzantineCount = byzantine
+        options.strategy = StrategySelection(name: strategy) ?? .all
+        options.clientCount = clients
+        options.requestsPerClient = requests
+        options.safetyPhaseTicks = safetyTicks
+        options.crashes = !noCrashes
+        options.partitions = !noPartitions
+        options.networkFaults = !noNetworkFaults
+        return options
+    }
+
+    func run() throws {
+        let seeds: [UInt64] = seed.map { [$0] } ?? (0..<UInt64(seedCount)).map { start &+ $0 }
+        let first = options(seed: seeds[0])
+        if !first.checksLiveness {
+            print("note: K = \(byzantine) > f = \(first.f): liveness is not expected and not checked; reporting safety only")
+        }
+        let started = Date()
+        var tally = Tally()
+        var last: SimulationReport?
+        for seed in seeds {
+            let simulation = Simulation<Replica>(options: options(seed: seed))
+            if verbose { simulation.traceSink = { print("  " + $0) } }
+            let report = simulation.run()
+            tally.add(report)
+            for violation in report.violations { print(failureLine(report, violation)) }
+            if verbose || seeds.count == 1 { print(seedLine(report)) }
+            last = report
+        }
+        if let out, let last {
+            let paths = try LedgerExport.write(last, to: out)
+            print("wrote \(paths.count) files for seed \(last.options.seed) to \(out)")
+        }
+        let wallSeconds = Date().timeIntervalSince(started)
+        print(tally.summary(seedCount: seeds.count, wallSeconds: wallSeconds))
+        if tally.failedSeeds > 0 { throw ExitCode(1) }
+    }
+
+    func failureLine(_ report: SimulationReport, _ violation: InvariantViolation) -> String {
+        var line = "FAIL seed=\(report.options.seed) invariant=\(violation.code.rawValue)"
+        if let height = violation.height { line += " height=\(height.value)" }
+        line += " replicas=\(violation.replicas.isEmpty ? "-" : violation.replicas.map(\.description).joined(separator: ","))"
+        if !violation.colluders.isEmpty { line += " colluders=\(violation.colluders.map(\.description).joined(separator: ","))" }
+        line += " byzantine=\(describe(report.byzantine))"
+        line += " replay: \(report.options.replayCommand)"
+        line += " | \(violation.detail)"
+        return line
+    }
+
+    func seedLine(_ report: SimulationReport) -> String {
+        "seed \(report.options.seed): \(report.passed ? "ok" : "FAILED") byzantine=\(describe(report.byzantine)) ticks=\(report.ticks) height=\(report.committedHeightMax) requests accepted \(report.acceptedCount)/\(report.submittedCount) crashes=\(report.stats.crashCount) partitions=\(report.stats.partitionCount) trace=\(report.traceHash.hex.prefix(16))"
+    }
+
+    func describe(_ byzantine: [ReplicaID: ByzantineStrategy]) -> String {
+        byzantine.isEmpty ? "none" : byzantine.keys.sorted().map { "\($0):\(byzantine[$0]?.rawValue ?? "?")" }.joined(separator: ",")
+    }
+}
+
+/// Totals over all seeds run.
+struct Tally {
+    var failedSeeds = 0
+    var safetyFailures = 0
+    var livenessFailures = 0
+    var ticks: UInt64 = 0
+    var blocks: UInt64 = 0
+    var requests = 0
+    var submitted = 0
+    var accepted = 0
+
+    mutating func add(_ report: SimulationReport) {
+        if !report.passed { failedSeeds += 1 }
+        safetyFailures += report.violations.filter(\.isSafety).count
+        livenessFailures += report.violations.filter { !$0.isSafety }.count
+        ticks += report.ticks
+        blocks += report.committedHeightMax
+        requests += report.committedRequestCount
+        submitted += report.submittedCount
+        accepted += report.acceptedCount
+    }
+
+    func summary(seedCount: Int, wallSeconds: Double) -> String {
+        "summary: \(seedCount) seeds, \(failedSeeds) failed (\(safetyFailures) safety, \(livenessFailures) liveness violations), \(ticks) ticks, \(blocks) blocks / \(requests) requests committed (max honest ledger per seed, summed), requests accepted \(accepted)/\(submitted), wall time \(String(format: "%.1f", wallSeconds)) s"
+    }
+}

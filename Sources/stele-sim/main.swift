@@ -1,1 +1,0 @@
-print("stele-sim: not built yet")

@@ -1,0 +1,41 @@
+import SteleSim
+import Testing
+
+@Suite struct RandomTests {
+    @Test func sameSeedSameSequenceDifferentSeedDifferentSequence() {
+        var a = SimRandom(seed: 42), b = SimRandom(seed: 42), c = SimRandom(seed: 43)
+        let first = (0..<16).map { _ in a.next() }
+        #expect(first == (0..<16).map { _ in b.next() })
+        #expect(first != (0..<16).map { _ in c.next() })
+    }
+
+    @Test func streamsOfOneSeedAreIndependent() {
+        var network = SimRandom(seed: 7, stream: 1), faults = SimRandom(seed: 7, stream: 2)
+        #expect((0..<8).map { _ in network.next() } != (0..<8).map { _ in faults.next() })
+    }
+
+    @Test func boundedDrawsStayInBoundsAndCoverThem() {
+        var random = SimRandom(seed: 1)
+        var seen = Set<Int>()
+        for _ in 0..<2000 {
+            let value = random.int(below: 7)
+            #expect((0..<7).contains(value))
+            seen.insert(value)
+            let inRange = random.int(in: 3...5)
+            #expect((3...5).contains(inRange))
+        }
+        #expect(seen.count == 7)
+        let never = random.chance(0, in: 10)
+        let always = random.chance(10, in: 10)
+        #expect(!never)
+        #expect(always)
+    }
+
+    @Test func shuffleIsAPermutation() {
+        var random = SimRandom(seed: 9)
+        var values = Array(0..<50)
+        random.shuffle(&values)
+        #expect(values.sorted() == Array(0..<50))
+        #expect(values != Array(0..<50))
+    }
+}
