@@ -37,6 +37,12 @@ public final class ReplicaNode: Sendable {
     let connectedPeers = Mutex<Set<ReplicaID>>([])
     let status: Mutex<ReplicaStatus>
     let core: Mutex<CoreState>
+    let metrics = NodeMetrics()
+
+    struct RequestKey: Hashable {
+        let client: PublicKey
+        let timestamp: UInt64
+    }
 
     /// Everything the core loop owns. Only the core loop touches it (the Mutex makes that
     /// checkable, not contended).
@@ -46,6 +52,9 @@ public final class ReplicaNode: Sendable {
         let ledger: LedgerArchive
         var committedBlocks: UInt64 = 0
         var viewChanges: UInt64 = 0
+        /// When each pending client request reached this replica (for the latency metric).
+        var arrivals: [RequestKey: ContinuousClock.Instant] = [:]
+        static let arrivalsMax = 100_000
         init(replica: Replica, wal: WriteAheadLog, ledger: LedgerArchive) {
             self.replica = replica
             self.wal = wal
@@ -120,9 +129,17 @@ public final class ReplicaNode: Sendable {
         while !Task.isCancelled {
             let events = await inbox.takeAll()
             if events.isEmpty { return }
+            metrics.groupSize.record(events.count)
             try core.withLock { state in
+                let now = ContinuousClock.now
                 var actions: [Action] = []
-                for event in events { actions += state.replica.handle(event) }
+                for event in events {
+                    if case .clientRequest(let request) = event, state.arrivals.count < CoreState.arrivalsMax {
+                        let key = RequestKey(client: request.client, timestamp: request.timestamp)
+                        if state.arrivals[key] == nil { state.arrivals[key] = now }
+                    }
+                    actions += state.replica.handle(event)
+                }
                 try perform(actions, state: state)
             }
         }
@@ -142,6 +159,8 @@ public final class ReplicaNode: Sendable {
             case .commit(let block):
                 try state.ledger.append(block)
                 state.committedBlocks += 1
+                metrics.blocksCommitted.increment()
+                metrics.transactionsCommitted.increment(by: block.batch.count)
                 ledgerTouched = true
             case .commitCheckpoint(let certificate):
                 try state.ledger.append(certificate)
@@ -164,6 +183,9 @@ public final class ReplicaNode: Sendable {
                 let frame = Frame.message(message)
                 for mailbox in peerLinks.values { mailbox.post(frame) }
             case .reply(let reply):
+                if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: reply.timestamp)) {
+                    metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
+                }
                 let mailbox = clients.withLock { $0[reply.client] }
                 mailbox?.post(.message(.reply(reply)))
             case .serveState(let request):
@@ -194,8 +216,13 @@ public final class ReplicaNode: Sendable {
     private func updateStatus(_ state: CoreState) {
         let replica = state.replica
         let peers = connectedPeers.withLock { $0.map(\.value).sorted() }
+        metrics.view.record(Double(replica.view.value))
+        metrics.height.record(Double(replica.ledgerHead.height.value))
         status.withLock { status in
-            if replica.view.value != status.view { state.viewChanges += 1 }
+            if replica.view.value != status.view {
+                state.viewChanges += 1
+                metrics.viewChanges.increment()
+            }
             status = ReplicaStatus(
                 replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
                 height: replica.ledgerHead.height.value, headHash: replica.ledgerHead.hash.hex,

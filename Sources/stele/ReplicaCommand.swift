@@ -37,8 +37,13 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(name: .customLong("tick-ms"), help: "Milliseconds per protocol tick.")
     var tickMilliseconds: Int = 50
 
+    @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics.")
+    var metricsPort: Int?
+
     func run() async throws {
         let replicaID = ReplicaID(id)
+        // Before any metric is created: metrics made earlier would stay unexported.
+        let registry = metricsPort.map { _ in PrometheusMetrics.bootstrap() }
         var logger = makeLogger("stele.replica", level: logLevel)
         logger[metadataKey: "replica"] = "\(id)"
         let clusterConfig: ClusterConfig
@@ -99,7 +104,15 @@ struct ReplicaCommand: AsyncParsableCommand {
 
         signal(SIGINT, SIG_IGN)
         signal(SIGTERM, SIG_IGN)
-        let runTask = Task { try await node.run() }
+        let metricsPort = self.metricsPort
+        let runTask = Task {
+            try await withThrowingDiscardingTaskGroup { group in
+                if let registry, let metricsPort {
+                    group.addTask { try await PrometheusMetrics.serve(registry: registry, host: "127.0.0.1", port: metricsPort) }
+                }
+                group.addTask { try await node.run() }
+            }
+        }
         let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
             let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
             source.setEventHandler {
