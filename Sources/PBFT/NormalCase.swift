@@ -302,7 +302,7 @@ extension Replica {
         if messageView < view {
             // The sender still works in an older view; if it is past our head, its certified
             // blocks are good in any view: fetch them.
-            if sequence > lastExecuted.adding(1) { probeState(from: from, seen: sequence, &out) }
+            if sequence > lastExecuted { probeState(from: from, seen: sequence, &out) }
             reject(.staleView(current: view), from: from, message.tag, view: messageView, sequence: sequence)
             return false
         }
