@@ -53,7 +53,7 @@ extension Cluster {
 /// Safety under loss, duplication, reordering, a crash and a silent primary; liveness once the
 /// network heals. Deterministic per seed.
 @Suite struct LossyNetworkTests {
-    @Test(arguments: Array(UInt64(1)...UInt64(4)))
+    @Test(arguments: Array(UInt64(1)...UInt64(3)))
     func agreementAndProgressUnderFaults(seed: UInt64) {
         var random = SeededGenerator(seed: seed)
         var cluster = Cluster(parameters: Cluster.parameters(checkpointInterval: 4, watermarkWindow: 8, batchSizeMax: 3, pipelineDepthMax: 2, viewChangeTimeoutTicks: 12, retransmitTicks: 4))
