@@ -132,43 +132,46 @@ public struct LedgerHead: Sendable, Equatable {
     }
 }
 
-/// One client's exactly-once state. Clients may pipeline requests, so this is a window rather
-/// than a single "last timestamp": a request is new if its timestamp is above
-/// `highestTimestamp - windowSize` and was not executed; executed ones in the window keep their
-/// result so a retransmission gets the cached reply; anything older counts as executed.
+/// One client's exactly-once state. Clients may pipeline requests and their timestamps need
+/// not be dense (the CLI uses wall-clock microseconds), so the window counts executed
+/// requests, not timestamp distance: the results of the client's last `windowSize` or more
+/// executed requests are kept, so a retransmission gets its cached reply; when older ones are
+/// forgotten, `floor` becomes the largest forgotten timestamp and anything at or below it
+/// counts as executed. A client with at most `windowSize` requests outstanding therefore never
+/// has a pending request mistaken for an old one. All of it is a function of the executed
+/// sequence alone, so every correct replica holds the same state.
 public struct ClientRecord: Sendable, Equatable {
-    public static let windowSize: UInt64 = 1024
+    public static let windowSize = 1024
 
     public enum Status: Equatable, Sendable {
         /// Never executed: may be ordered.
         case new
         /// Executed with this result: answer with the cached reply.
         case executed(Reply.Result)
-        /// Below the window: treated as executed, its reply is no longer cached.
+        /// At or below the forgotten floor: treated as executed, its reply is no longer cached.
         case tooOld
     }
 
-    public private(set) var highestTimestamp: UInt64 = 0
+    /// Every timestamp at or below this was executed or is refused (nil: nothing forgotten yet).
+    public private(set) var floor: UInt64?
     public private(set) var recent: [UInt64: Reply.Result] = [:]
 
     public init() {}
 
     public func status(of timestamp: UInt64) -> Status {
         if let result = recent[timestamp] { return .executed(result) }
-        if highestTimestamp >= ClientRecord.windowSize, timestamp <= highestTimestamp - ClientRecord.windowSize { return .tooOld }
+        if let floor, timestamp <= floor { return .tooOld }
         return .new
     }
 
     public mutating func record(timestamp: UInt64, result: Reply.Result) {
         precondition(status(of: timestamp) == .new, "a request executes at most once")
         recent[timestamp] = result
-        if timestamp > highestTimestamp {
-            highestTimestamp = timestamp
-            // Prune in bulk, amortised: only when the table holds twice the window.
-            if highestTimestamp >= ClientRecord.windowSize, recent.count > 2 * Int(ClientRecord.windowSize) {
-                let floor = highestTimestamp - ClientRecord.windowSize
-                recent = recent.filter { $0.key > floor }
-            }
-        }
+        // Forget in bulk, amortised: only when twice the window is held.
+        guard recent.count > 2 * ClientRecord.windowSize else { return }
+        let sorted = recent.keys.sorted()
+        let forgotten = sorted.prefix(sorted.count - ClientRecord.windowSize)
+        for timestamp in forgotten { recent[timestamp] = nil }
+        if let largest = forgotten.last { floor = max(floor ?? 0, largest) }
     }
 }
