@@ -82,6 +82,12 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Open loop: offered transactions per second over all clients (0 = closed loop).")
     var rate: Double = 0
 
+    @Option(name: .customLong("pipeline-depth"), help: "Batches the primary keeps in flight (protocol parameter pipelineDepthMax).")
+    var pipelineDepth: Int?
+
+    @Option(name: .customLong("batch-size"), help: "Most requests per batch (protocol parameter batchSizeMax).")
+    var batchSize: Int?
+
     @Flag(help: "Print one JSON object with every figure.")
     var json = false
 
@@ -105,7 +111,10 @@ struct Bench: AsyncParsableCommand {
 
         let root = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("stele-bench-\(UUID().uuidString.prefix(8))").path
         let ports = try LocalPorts.free(4)
-        try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 20000, force: true)
+        var parameters = ProtocolParameters()
+        if let pipelineDepth { parameters.pipelineDepthMax = pipelineDepth }
+        if let batchSize { parameters.batchSizeMax = batchSize }
+        try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 20000, parameters: parameters, force: true)
         let directory = ClusterDirectory(root)
         let initial = try directory.loadConfig()
         let config = try ClusterConfig(
@@ -113,7 +122,7 @@ struct Bench: AsyncParsableCommand {
             replicas: initial.replicas.enumerated().map { ReplicaEndpoint(id: $1.id, host: "127.0.0.1", port: UInt16(ports[$0]), publicKey: $1.publicKey) },
             parameters: initial.parameters)
         try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath))
-        FileManager.default.createFile(atPath: "\(root)/replicas.log", contents: nil)
+        _ = FileManager.default.createFile(atPath: "\(root)/replicas.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(root)/replicas.log"))
         let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: "warning", output: log)
         let stopper = installStopHandler(supervisor)
