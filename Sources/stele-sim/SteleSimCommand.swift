@@ -48,6 +48,9 @@ struct SteleSimCommand: ParsableCommand {
     @Option(name: .customLong("safety-ticks"), help: "Ticks of the safety phase (faults on).")
     var safetyTicks: UInt64 = 1200
 
+    @Option(name: .customLong("crash-one-in"), help: "Each tick a replica crashes with probability 1/N.")
+    var crashOneIn: Int = 120
+
     @Flag(name: .customLong("no-crashes"), help: "Never crash replicas.")
     var noCrashes = false
 
@@ -56,6 +59,12 @@ struct SteleSimCommand: ParsableCommand {
 
     @Flag(name: .customLong("no-network-faults"), help: "No loss, duplication or long delays.")
     var noNetworkFaults = false
+
+    @Option(name: .customLong("codec-sample-percent"), help: "Share of deliveries encoded and decoded again (0 ... 100).")
+    var codecSamplePercent: Int = 100
+
+    @Option(name: .customLong("liveness-ticks"), help: "Ticks after healing within which every request must be accepted.")
+    var livenessTicks: UInt64 = 4000
 
     @Flag(help: "Print every notable event of each run.")
     var verbose = false
@@ -69,6 +78,9 @@ struct SteleSimCommand: ParsableCommand {
         guard seedCount >= 1 else { throw ValidationError("--seeds must be at least 1") }
         guard (0...64).contains(clients), (0...10_000).contains(requests) else { throw ValidationError("--clients 0...64, --requests 0...10000") }
         guard (1...10_000_000).contains(safetyTicks) else { throw ValidationError("--safety-ticks must be 1 ... 10000000") }
+        guard (1...10_000_000).contains(livenessTicks) else { throw ValidationError("--liveness-ticks must be 1 ... 10000000") }
+        guard crashOneIn >= 1 else { throw ValidationError("--crash-one-in must be at least 1") }
+        guard (0...100).contains(codecSamplePercent) else { throw ValidationError("--codec-sample-percent must be 0 ... 100") }
     }
 
     func options(seed: UInt64) -> SimulationOptions {
@@ -80,8 +92,11 @@ struct SteleSimCommand: ParsableCommand {
         options.requestsPerClient = requests
         options.safetyPhaseTicks = safetyTicks
         options.crashes = !noCrashes
+        options.crashChanceOneIn = crashOneIn
         options.partitions = !noPartitions
         options.networkFaults = !noNetworkFaults
+        options.codecSamplePercent = codecSamplePercent
+        options.livenessPhaseTicksMax = livenessTicks
         return options
     }
 
