@@ -84,6 +84,8 @@ struct ReplicaLimits: Sendable {
     let forwardsPerRetransmitMax: Int
     /// Retransmission rounds in which a new primary re-broadcasts its NEW-VIEW.
     let newViewRetransmitRounds: Int
+    /// Probes for one sequence seen from a peer without progress before giving up.
+    let probesPerTargetMax: Int
     /// The highest view number the core accepts (so `view.next` can never overflow).
     let viewMax: View
 
@@ -98,6 +100,7 @@ struct ReplicaLimits: Sendable {
         stateServesPerTickMax = 4
         forwardsPerRetransmitMax = parameters.batchSizeMax
         newViewRetransmitRounds = 3
+        probesPerTargetMax = 2 * (config.n - 1)
         viewMax = View(UInt64.max / 2)
     }
 }

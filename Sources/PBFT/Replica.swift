@@ -91,6 +91,8 @@ public struct Replica: Sendable {
     var stateProbeTick: UInt64?
     /// The highest sequence a peer sent above our window, untrusted: probed for while behind it.
     var probeTarget: SequenceNumber?
+    /// Probes left for `probeTarget` before giving up on it (reset on progress).
+    var probesLeft = 0
 
     // MARK: Accessors
 

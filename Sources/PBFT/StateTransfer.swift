@@ -64,15 +64,18 @@ extension Replica {
     /// for the blocks after our head (its answer carries its newest stable checkpoint), at
     /// most once per retransmission interval, and only while no transfer is under way.
     mutating func probeState(from peer: ReplicaID, seen sequence: SequenceNumber, _ out: inout Outbox) {
-        probeTarget = max(probeTarget ?? .genesis, sequence)
+        if sequence > probeTarget ?? .genesis {
+            probeTarget = sequence
+            probesLeft = limits.probesPerTargetMax
+        }
         sendProbe(to: peer, &out)
     }
 
-    /// Re-probes (rotating peers) while a sequence seen above the window is not reached; a
-    /// probe that brings nothing new ends it, so a faulty peer's claim costs one request.
+    /// Re-probes (rotating peers) while a sequence seen from a peer is not reached, at most
+    /// `probesPerTargetMax` times without progress: a faulty peer's claim costs a few requests.
     mutating func continueProbing(_ out: inout Outbox) {
         guard let target = probeTarget else { return }
-        guard target > lastExecuted else {
+        guard target > lastExecuted, probesLeft > 0 else {
             probeTarget = nil
             return
         }
@@ -80,9 +83,10 @@ extension Replica {
     }
 
     private mutating func sendProbe(to peer: ReplicaID, _ out: inout Outbox) {
-        guard stateTarget == nil else { return }
+        guard stateTarget == nil, probesLeft > 0 else { return }
         if let last = stateProbeTick, now < last.saturatingAdd(config.parameters.retransmitTicks) { return }
         stateProbeTick = now
+        probesLeft -= 1
         stateTransferAttempt += 1
         let request = makeStateRequest(upTo: lastExecuted.adding(UInt64(CodecLimits.standard.stateTransferBlocksMax)))
         out.send(.stateRequest(request), to: peer)
@@ -121,8 +125,7 @@ extension Replica {
         executeReady(&out)
         if lastExecuted > before {
             stateRequestTick = nil  // progress: ask for the next range now
-        } else if response.blocks.isEmpty {
-            probeTarget = nil
+            probesLeft = limits.probesPerTargetMax
         }
     }
 

@@ -91,8 +91,8 @@ extension Replica {
     /// A VIEW-CHANGE for a view this replica has completed (or left): its sender missed the
     /// NEW-VIEW, or is below our stable checkpoint.
     private mutating func helpReplicaBehind(_ viewChange: ViewChange, _ out: inout Outbox) {
-        if viewChange.newView == view, !isInViewChange, let newView = ownNewView {
-            out.send(.newView(newView), to: viewChange.replica)
+        if !isInViewChange, let newView = ownNewView, newView.view == view {
+            out.send(.newView(newView), to: viewChange.replica)  // valid for it too: our view is at least the one it asks for
         }
         if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: viewChange.replica, &out) }
     }

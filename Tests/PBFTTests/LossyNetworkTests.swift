@@ -53,7 +53,7 @@ extension Cluster {
 /// Safety under loss, duplication, reordering, a crash and a silent primary; liveness once the
 /// network heals. Deterministic per seed.
 @Suite struct LossyNetworkTests {
-    @Test(arguments: Array(UInt64(1)...UInt64(12)))
+    @Test(arguments: Array(UInt64(1)...UInt64(3)))
     func agreementAndProgressUnderFaults(seed: UInt64) {
         var random = SeededGenerator(seed: seed)
         var cluster = Cluster(parameters: Cluster.parameters(checkpointInterval: 4, watermarkWindow: 8, batchSizeMax: 3, pipelineDepthMax: 2, viewChangeTimeoutTicks: 12, retransmitTicks: 4))
@@ -75,7 +75,7 @@ extension Cluster {
             }
             submitSome(&cluster, &random)
             for id in cluster.ids { cluster.perform(cluster.replicas[Int(id.value)].handle(.tick), by: id) }
-            cluster.runLossy(&random, lossPercent: 15, duplicatePercent: 5)
+            cluster.runLossy(&random, lossPercent: 20, duplicatePercent: 5)
             cluster.expectAgreement()
         }
         // Heal: no loss; clients retransmit what is not done and keep sending new requests.
@@ -91,12 +91,6 @@ extension Cluster {
             }
         }
         #expect(healed, "seed \(seed): after healing every request executes everywhere")
-        if !healed {
-            for id in cluster.ids {
-                let r = cluster.replica(id)
-                print("DEBUG \(id) view \(r.view) vc \(r.isInViewChange) exec \(r.lastExecuted) h \(r.stableCheckpoint) pending \(r.pending.count) target \(String(describing: r.stateTarget)) next \(r.nextSequence) log \(r.log.keys.sorted()) committed \(r.committed.keys.sorted()) vcs \(r.viewChanges.mapValues(\.newView)) now \(r.now) viol \(String(describing: r.lastViolation))")
-            }
-        }
         cluster.expectAgreement()
         for id in cluster.ids { cluster.expectExactlyOnce(id) }
     }

@@ -289,8 +289,10 @@ extension Cluster {
         #expect(cluster.replica(2).view == 1)
 
         let stale = cluster.prePrepare(view: 0, sequence: 2, batch: [cluster.request(2)])
-        #expect(cluster.inject(.prePrepare(stale), from: 0, to: 2).isEmpty)
+        let actions = cluster.inject(.prePrepare(stale), from: 0, to: 2)
+        #expect(actions.prepares.isEmpty && actions.commits.isEmpty)
         #expect(cluster.replica(2).lastViolation?.code == .staleView(current: 1))
+        #expect(cluster.replica(2).log[2] == nil)
         let staleVote = cluster.prepare(stale, by: 3)
         #expect(cluster.inject(.prepare(staleVote), from: 3, to: 2).isEmpty)
         #expect(cluster.replica(2).log[2] == nil)
