@@ -168,7 +168,7 @@ public final class Simulation<Core: SimulatedReplica> {
 
     var overloaded: Bool { violations.contains { $0.code == .overload } }
 
-    /// Names the replicas that sent the most in the last tick window.
+    /// Stops the run; names the replicas that sent at least the average number of packets.
     func stopOverloaded() {
         let counts = nodes.map { (node: $0, sent: $0.sentCount) }
         let average = counts.reduce(0) { $0 + $1.sent } / max(1, counts.count)
