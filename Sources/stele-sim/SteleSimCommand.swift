@@ -11,32 +11,30 @@ struct SteleSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stele-sim",
         abstract: "Deterministic simulation of a Stele cluster: faulty network, crashes, Byzantine replicas.",
-        discussion: """
-            Each seed drives one run: a safety phase with faults, then healing and a liveness phase in
-            which every submitted request must be accepted. Exit status 0 if every run kept safety and
-            liveness, 1 otherwise. With --byzantine K > f only safety is checked.
-            Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).
-            """)
+        discussion: "Each seed drives one run: a safety phase with faults, then healing and a liveness phase in which "
+            + "every submitted request must be accepted. Exit status 0 if every run kept safety and liveness, 1 otherwise; "
+            + "each failure prints its seed, invariant, replicas and replay command. With --byzantine K > f only safety is "
+            + "checked. Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).")
 
-    @Option(name: .customLong("seeds"), help: "How many seeds to run.")
+    @Option(name: .customLong("seeds"), help: ArgumentHelp("How many seeds to run.", valueName: "COUNT"))
     var seedCount: Int = 100
 
-    @Option(help: "The first seed.")
+    @Option(help: ArgumentHelp("The first seed.", valueName: "SEED"))
     var start: UInt64 = 1
 
-    @Option(help: "Replay exactly this seed (overrides --seeds and --start).")
+    @Option(help: ArgumentHelp("Replay exactly this seed (overrides --seeds and --start).", valueName: "N"))
     var seed: UInt64?
 
-    @Option(help: "Replicas in the cluster (n).")
+    @Option(help: ArgumentHelp("Replicas in the cluster (n).", valueName: "N"))
     var replicas: Int = 4
 
-    @Option(help: "Byzantine replicas (K); may exceed f = (n-1)/3 on purpose.")
+    @Option(help: ArgumentHelp("Byzantine replicas (K); may exceed f = (n-1)/3 on purpose.", valueName: "K"))
     var byzantine: Int = 0
 
-    @Option(help: "Byzantine strategy, or 'all' for a mix chosen per seed.")
+    @Option(help: ArgumentHelp("Byzantine strategy, or 'all' for a mix chosen per seed.", valueName: "NAME"))
     var strategy: String = "all"
 
-    @Option(help: "Write cluster.json and each replica's ledger of the last seed run to this directory.")
+    @Option(help: ArgumentHelp("Write cluster.json and each replica's ledger of the last seed run to this directory.", valueName: "DIR"))
     var out: String?
 
     @Option(help: "Simulated clients.")
