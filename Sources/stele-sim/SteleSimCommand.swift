@@ -137,7 +137,11 @@ struct SteleSimCommand: ParsableCommand {
     }
 
     func seedLine(_ report: SimulationReport) -> String {
-        "seed \(report.options.seed): \(report.passed ? "ok" : "FAILED") byzantine=\(describe(report.byzantine)) ticks=\(report.ticks) height=\(report.committedHeightMax) requests accepted \(report.acceptedCount)/\(report.submittedCount) crashes=\(report.stats.crashCount) partitions=\(report.stats.partitionCount) trace=\(report.traceHash.hex.prefix(16))"
+        "seed \(report.options.seed): \(report.passed ? "ok" : "FAILED") byzantine=\(describe(report.byzantine)) ticks=\(report.ticks) height=\(report.committedHeightMax) requests accepted \(report.acceptedCount)/\(report.submittedCount) crashes=\(report.stats.crashCount) partitions=\(report.stats.partitionCount) trace=\(report.traceHash.hex.prefix(16))\(moves(report))"
+    }
+
+    func moves(_ report: SimulationReport) -> String {
+        report.adversaryMoves.isEmpty ? "" : " adversary " + report.adversaryMoves.keys.sorted().map { "\($0)=\(report.adversaryMoves[$0] ?? 0)" }.joined(separator: " ")
     }
 
     func describe(_ byzantine: [ReplicaID: ByzantineStrategy]) -> String {
