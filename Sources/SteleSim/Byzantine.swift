@@ -66,6 +66,14 @@ final class Adversary {
     private var historyNext: [ReplicaID: Int] = [:]
     private var stormViews: [ReplicaID: View] = [:]
     private var lastViewChanges: [ReplicaID: ViewChange] = [:]
+    /// How often each kind of misbehaviour happened ("equivocate.split", "replay.sent", ...),
+    /// so tests can tell a strategy that never got to act from one that was withstood.
+    private(set) var moveCounts: [String: Int] = [:]
+
+    func count(_ move: String, _ times: Int = 1) {
+        guard times > 0 else { return }
+        moveCounts[move, default: 0] += times
+    }
 
     init(config: ClusterConfig, signers: [ReplicaID: ReplicaSigner], strategies: [ReplicaID: ByzantineStrategy], forger: ClientSigner, random: SimRandom) {
         self.config = config
@@ -99,23 +107,34 @@ final class Adversary {
         if case .viewChange(let viewChange) = message { lastViewChanges[replica] = viewChange }
         switch strategy {
         case .silent:
+            count("silent.dropped", targets.count)
             return []
         case .withhold:
-            if case .commit = message { return [] }
+            if case .commit = message {
+                count("withhold.dropped", targets.count)
+                return []
+            }
             return plain(message, from: replica, to: targets)
-        case .twin, .replay:
+        case .twin:
+            count("twin.sent", targets.count)
+            return plain(message, from: replica, to: targets)
+        case .replay:
             return plain(message, from: replica, to: targets)
         case .doubleVote:
-            return plain(message, from: replica, to: targets) + conflictingVotes(message, signer: signer, to: targets)
+            let conflicting = conflictingVotes(message, signer: signer, to: targets)
+            count("double-vote.conflicting", conflicting.count)
+            return plain(message, from: replica, to: targets) + conflicting
         case .equivocate:
             return equivocate(message, signer: signer, to: targets, now: now)
         case .badSignature:
             return targets.map { AdversarySend(from: replica, payload: maybeMangled(message, signer: signer), to: $0) }
         case .lyingViewChange:
             guard case .viewChange(let viewChange) = message else { return plain(message, from: replica, to: targets) }
+            count("lying-viewchange.lie")
             return plain(.viewChange(lie(about: viewChange, signer: signer)), from: replica, to: targets)
         case .lyingNewView:
             guard case .newView(let newView) = message else { return plain(message, from: replica, to: targets) }
+            count("lying-newview.lie", targets.count)
             return targets.map { AdversarySend(from: replica, payload: .message(.newView(lie(about: newView, signer: signer))), to: $0) }
         }
     }
@@ -157,9 +176,13 @@ final class Adversary {
         case .prepare(let vote), .commit(let vote):
             let slot = Slot(view: vote.view, sequence: vote.sequence)
             if equivocations[slot] != nil {
-                return plain(message, from: signer.replica, to: targets) + conspiracyVotes(slot, only: signer.replica)
+                let votes = conspiracyVotes(slot, only: signer.replica)
+                count("equivocate.conspiracy-votes", votes.count)
+                return plain(message, from: signer.replica, to: targets) + votes
             }
-            return plain(message, from: signer.replica, to: targets) + conflictingVotes(message, signer: signer, to: targets)
+            let conflicting = conflictingVotes(message, signer: signer, to: targets)
+            count("equivocate.conflicting-votes", conflicting.count)
+            return plain(message, from: signer.replica, to: targets) + conflicting
         default:
             return plain(message, from: signer.replica, to: targets)
         }
@@ -183,6 +206,7 @@ final class Adversary {
         let splitIndex = honest.count <= 1 ? random.int(in: 0...honest.count) : max(1, honest.count / 2)
         let equivocation = Equivocation(second: second, secondGroup: Set(honest[splitIndex...]), digests: [first.digest, second.digest])
         if equivocations.count >= Adversary.equivocationsMax { equivocations.removeAll() }
+        count("equivocate.split")
         equivocations[slot] = equivocation
         for delayTicks: UInt64 in [3, 8, 20] { scheduledVotes[now + delayTicks, default: []].append(slot) }
         return equivocation
@@ -214,6 +238,7 @@ final class Adversary {
 
     func maybeMangled(_ message: Message, signer: ReplicaSigner) -> SimPayload {
         guard random.chance(percent: 50) else { return .message(message) }
+        count("bad-signature.mangled")
         switch random.int(below: 4) {
         case 0: return .message(message.replacingSignature(flipBit(message.signature)))
         case 1: return .message(message.mangledField(random: &random))
@@ -376,6 +401,7 @@ final class Adversary {
     func replayOld(from replica: ReplicaID) -> [AdversarySend] {
         guard random.chance(percent: 25), let history = histories[replica], let old = random.element(of: history),
               let target = random.element(of: others(than: replica)) else { return [] }
+        count("replay.sent")
         return [AdversarySend(from: replica, payload: .message(old), to: target)]
     }
 
@@ -385,6 +411,7 @@ final class Adversary {
         let previous = max(stormViews[signer.replica] ?? coreView, coreView)
         let target = View(previous.value + UInt64(random.int(in: 1...3)))
         stormViews[signer.replica] = target
+        count("lying-viewchange.storm")
         let base = lastViewChanges[signer.replica]
         let viewChange = ViewChange(
             newView: target, stableSequence: base?.stableSequence ?? .genesis, checkpointProof: base?.checkpointProof ?? [],

@@ -66,6 +66,9 @@ public struct SimulationOptions: Sendable, Equatable {
         if clientCount != 3 { command += " --clients \(clientCount)" }
         if requestsPerClient != 6 { command += " --requests \(requestsPerClient)" }
         if safetyPhaseTicks != 1200 { command += " --safety-ticks \(safetyPhaseTicks)" }
+        if livenessPhaseTicksMax != 4000 { command += " --liveness-ticks \(livenessPhaseTicksMax)" }
+        if codecSamplePercent != 100 { command += " --codec-sample-percent \(codecSamplePercent)" }
+        if crashes, crashChanceOneIn != 120 { command += " --crash-one-in \(crashChanceOneIn)" }
         if !crashes { command += " --no-crashes" }
         if !partitions { command += " --no-partitions" }
         if !networkFaults { command += " --no-network-faults" }

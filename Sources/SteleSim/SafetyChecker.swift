@@ -173,19 +173,33 @@ public struct SafetyChecker: Sendable {
 
     func forkViolation(height: SequenceNumber, holders: [Digest: [ReplicaID]], blocks: [Digest: CertifiedBlock], cache: inout SignatureCache) -> InvariantViolation {
         let hashes = holders.keys.sorted()
-        var colluders = Set<ReplicaID>()
+        var signedBoth = Set<ReplicaID>()
+        var sameViewEquivocators = Set<ReplicaID>()
         for (position, first) in hashes.enumerated() {
             for second in hashes[(position + 1)...] {
                 guard let a = blocks[first], let b = blocks[second] else { continue }
-                colluders.formUnion(validSigners(a, cache: &cache).intersection(validSigners(b, cache: &cache)))
+                let both = validSigners(a, cache: &cache).intersection(validSigners(b, cache: &cache))
+                signedBoth.formUnion(both)
+                if a.certificateView == b.certificateView { sameViewEquivocators.formUnion(both) }
             }
         }
+        // Two COMMITs for one (view, sequence) with different digests prove equivocation; across
+        // views an honest replica can be misled into signing both, so those are named only when
+        // no same-view proof exists.
+        let colluders = sameViewEquivocators.isEmpty ? signedBoth : sameViewEquivocators
         let involved = Set(holders.values.joined()).union(colluders)
-        let holdings = hashes.map { hash in "\((holders[hash] ?? []).map(\.description).joined(separator: ",")) hold \(hash)" }
+        let holdings = hashes.map { hash in
+            "\((holders[hash] ?? []).map(\.description).joined(separator: ",")) hold \(hash) (certified in \(blocks[hash]?.certificateView.description ?? "?"))"
+        }
         var detail = "conflicting blocks: " + holdings.joined(separator: "; ")
-        detail += colluders.isEmpty
-            ? "; no replica signed commit certificates for both"
-            : "; commit certificates for both signed by \(colluders.sorted().map(\.description).joined(separator: ","))"
+        if colluders.isEmpty {
+            detail += "; no replica signed commit certificates for both"
+        } else {
+            let names = colluders.sorted().map(\.description).joined(separator: ",")
+            detail += sameViewEquivocators.isEmpty
+                ? "; commit certificates for both (different views) signed by \(names)"
+                : "; \(names) signed COMMITs for both digests in the same view"
+        }
         return InvariantViolation(.fork, replicas: Array(involved), colluders: Array(colluders), height: height, detail: detail)
     }
 

@@ -168,7 +168,7 @@ public final class Simulation<Core: SimulatedReplica> {
 
     var overloaded: Bool { violations.contains { $0.code == .overload } }
 
-    /// Names the replicas that sent the most in the last tick window.
+    /// Stops the run; names the replicas that sent at least the average number of packets.
     func stopOverloaded() {
         let counts = nodes.map { (node: $0, sent: $0.sentCount) }
         let average = counts.reduce(0) { $0 + $1.sent } / max(1, counts.count)
@@ -648,7 +648,7 @@ public final class Simulation<Core: SimulatedReplica> {
             committedHeightMax: heights.max() ?? 0, committedRequestCount: requestCount,
             ledgers: Dictionary(uniqueKeysWithValues: exported.map { ($0.replica, $0.ledger) }),
             checkpoints: Dictionary(uniqueKeysWithValues: exported.map { ($0.replica, $0.checkpoints) }),
-            stats: stats, verificationCount: cache.verificationCount)
+            stats: stats, verificationCount: cache.verificationCount, adversaryMoves: adversary.moveCounts)
     }
 
     func describeByzantine() -> String {
@@ -696,6 +696,8 @@ public struct SimulationReport: Sendable {
     public let checkpoints: [ReplicaID: [CheckpointCertificate]]
     public let stats: SimulationStats
     public let verificationCount: Int
+    /// How often each kind of Byzantine misbehaviour happened.
+    public let adversaryMoves: [String: Int]
 
     public var passed: Bool { violations.isEmpty }
     public var forks: [InvariantViolation] { violations.filter { $0.code == .fork } }

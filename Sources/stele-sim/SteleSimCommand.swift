@@ -11,32 +11,30 @@ struct SteleSimCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "stele-sim",
         abstract: "Deterministic simulation of a Stele cluster: faulty network, crashes, Byzantine replicas.",
-        discussion: """
-            Each seed drives one run: a safety phase with faults, then healing and a liveness phase in
-            which every submitted request must be accepted. Exit status 0 if every run kept safety and
-            liveness, 1 otherwise. With --byzantine K > f only safety is checked.
-            Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).
-            """)
+        discussion: "Each seed drives one run: a safety phase with faults, then healing and a liveness phase in which "
+            + "every submitted request must be accepted. Exit status 0 if every run kept safety and liveness, 1 otherwise; "
+            + "each failure prints its seed, invariant, replicas and replay command. With --byzantine K > f only safety is "
+            + "checked. Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).")
 
-    @Option(name: .customLong("seeds"), help: "How many seeds to run.")
+    @Option(name: .customLong("seeds"), help: ArgumentHelp("How many seeds to run.", valueName: "COUNT"))
     var seedCount: Int = 100
 
-    @Option(help: "The first seed.")
+    @Option(help: ArgumentHelp("The first seed.", valueName: "SEED"))
     var start: UInt64 = 1
 
-    @Option(help: "Replay exactly this seed (overrides --seeds and --start).")
+    @Option(help: ArgumentHelp("Replay exactly this seed (overrides --seeds and --start).", valueName: "N"))
     var seed: UInt64?
 
-    @Option(help: "Replicas in the cluster (n).")
+    @Option(help: ArgumentHelp("Replicas in the cluster (n).", valueName: "N"))
     var replicas: Int = 4
 
-    @Option(help: "Byzantine replicas (K); may exceed f = (n-1)/3 on purpose.")
+    @Option(help: ArgumentHelp("Byzantine replicas (K); may exceed f = (n-1)/3 on purpose.", valueName: "K"))
     var byzantine: Int = 0
 
-    @Option(help: "Byzantine strategy, or 'all' for a mix chosen per seed.")
+    @Option(help: ArgumentHelp("Byzantine strategy, or 'all' for a mix chosen per seed.", valueName: "NAME"))
     var strategy: String = "all"
 
-    @Option(help: "Write cluster.json and each replica's ledger of the last seed run to this directory.")
+    @Option(help: ArgumentHelp("Write cluster.json and each replica's ledger of the last seed run to this directory.", valueName: "DIR"))
     var out: String?
 
     @Option(help: "Simulated clients.")
@@ -48,6 +46,9 @@ struct SteleSimCommand: ParsableCommand {
     @Option(name: .customLong("safety-ticks"), help: "Ticks of the safety phase (faults on).")
     var safetyTicks: UInt64 = 1200
 
+    @Option(name: .customLong("crash-one-in"), help: "Each tick a replica crashes with probability 1/N.")
+    var crashOneIn: Int = 120
+
     @Flag(name: .customLong("no-crashes"), help: "Never crash replicas.")
     var noCrashes = false
 
@@ -56,6 +57,12 @@ struct SteleSimCommand: ParsableCommand {
 
     @Flag(name: .customLong("no-network-faults"), help: "No loss, duplication or long delays.")
     var noNetworkFaults = false
+
+    @Option(name: .customLong("codec-sample-percent"), help: "Share of deliveries encoded and decoded again (0 ... 100).")
+    var codecSamplePercent: Int = 100
+
+    @Option(name: .customLong("liveness-ticks"), help: "Ticks after healing within which every request must be accepted.")
+    var livenessTicks: UInt64 = 4000
 
     @Flag(help: "Print every notable event of each run.")
     var verbose = false
@@ -69,6 +76,9 @@ struct SteleSimCommand: ParsableCommand {
         guard seedCount >= 1 else { throw ValidationError("--seeds must be at least 1") }
         guard (0...64).contains(clients), (0...10_000).contains(requests) else { throw ValidationError("--clients 0...64, --requests 0...10000") }
         guard (1...10_000_000).contains(safetyTicks) else { throw ValidationError("--safety-ticks must be 1 ... 10000000") }
+        guard (1...10_000_000).contains(livenessTicks) else { throw ValidationError("--liveness-ticks must be 1 ... 10000000") }
+        guard crashOneIn >= 1 else { throw ValidationError("--crash-one-in must be at least 1") }
+        guard (0...100).contains(codecSamplePercent) else { throw ValidationError("--codec-sample-percent must be 0 ... 100") }
     }
 
     func options(seed: UInt64) -> SimulationOptions {
@@ -80,8 +90,11 @@ struct SteleSimCommand: ParsableCommand {
         options.requestsPerClient = requests
         options.safetyPhaseTicks = safetyTicks
         options.crashes = !noCrashes
+        options.crashChanceOneIn = crashOneIn
         options.partitions = !noPartitions
         options.networkFaults = !noNetworkFaults
+        options.codecSamplePercent = codecSamplePercent
+        options.livenessPhaseTicksMax = livenessTicks
         return options
     }
 
@@ -124,7 +137,11 @@ struct SteleSimCommand: ParsableCommand {
     }
 
     func seedLine(_ report: SimulationReport) -> String {
-        "seed \(report.options.seed): \(report.passed ? "ok" : "FAILED") byzantine=\(describe(report.byzantine)) ticks=\(report.ticks) height=\(report.committedHeightMax) requests accepted \(report.acceptedCount)/\(report.submittedCount) crashes=\(report.stats.crashCount) partitions=\(report.stats.partitionCount) trace=\(report.traceHash.hex.prefix(16))"
+        "seed \(report.options.seed): \(report.passed ? "ok" : "FAILED") byzantine=\(describe(report.byzantine)) ticks=\(report.ticks) height=\(report.committedHeightMax) requests accepted \(report.acceptedCount)/\(report.submittedCount) crashes=\(report.stats.crashCount) partitions=\(report.stats.partitionCount) trace=\(report.traceHash.hex.prefix(16))\(moves(report))"
+    }
+
+    func moves(_ report: SimulationReport) -> String {
+        report.adversaryMoves.isEmpty ? "" : " adversary " + report.adversaryMoves.keys.sorted().map { "\($0)=\(report.adversaryMoves[$0] ?? 0)" }.joined(separator: " ")
     }
 
     func describe(_ byzantine: [ReplicaID: ByzantineStrategy]) -> String {
