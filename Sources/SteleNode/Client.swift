@@ -215,16 +215,13 @@ public final class SteleClient: Sendable {
         var backoff = Duration.milliseconds(50)
         while !Task.isCancelled {
             do {
-                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .connectTimeout(.seconds(2))
-                    .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
-                        wrapFrameChannel(channel, frameBytesMax: self.settings.frameBytesMax)
-                    }
+                let channel = try await connectFrameChannel(to: endpoint, frameBytesMax: settings.frameBytesMax)
                 try await channel.executeThenClose { inbound, outbound in
                     var iterator = inbound.makeAsyncIterator()
+                    let deadline = Deadline(.seconds(5), channel: channel.channel)
                     let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .client(keyPair.publicKey), myKey: keyPair)
                     _ = try await driver.asConnector(inbound: &iterator, outbound: outbound, expected: .replica(replica))
+                    deadline.cancel()
                     backoff = .milliseconds(50)
                     try await withThrowingTaskGroup(of: Void.self) { group in
                         group.addTask {

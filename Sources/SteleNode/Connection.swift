@@ -40,6 +40,16 @@ func wrapFrameChannel(_ channel: Channel, frameBytesMax: Int) -> EventLoopFuture
     }
 }
 
+/// Dials a replica and installs the frame codec.
+func connectFrameChannel(to endpoint: ReplicaEndpoint, frameBytesMax: Int) async throws -> FrameChannel {
+    try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        .channelOption(.socketOption(.tcp_nodelay), value: 1)
+        .connectTimeout(.seconds(2))
+        .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
+            wrapFrameChannel(channel, frameBytesMax: frameBytesMax)
+        }
+}
+
 /// Why a connection ended during or after its handshake.
 struct ConnectionError: Error, CustomStringConvertible {
     let description: String

@@ -351,12 +351,7 @@ public final class ReplicaNode: Sendable {
         var generator = SystemRandomNumberGenerator()
         while !Task.isCancelled {
             do {
-                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .channelOption(.socketOption(.tcp_nodelay), value: 1)
-                    .connectTimeout(.seconds(2))
-                    .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
-                        wrapFrameChannel(channel, frameBytesMax: self.settings.frameBytesMax)
-                    }
+                let channel = try await connectFrameChannel(to: endpoint, frameBytesMax: settings.frameBytesMax)
                 try await channel.executeThenClose { inbound, outbound in
                     var iterator = inbound.makeAsyncIterator()
                     let deadline = Deadline(settings.handshakeTimeout, channel: channel.channel)

@@ -37,13 +37,7 @@ struct Submit: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let directory = options.directory
-        let config: ClusterConfig
-        let clientKey: KeyPair
-        do {
-            config = try directory.loadConfig()
-            clientKey = try KeyFile.read(from: directory.clientKeyPath)
-        } catch { fail("\(error)", code: 2) }
+        let (config, clientKey) = options.loadClient()
         var lines = payloads
         if stdin {
             while let line = readLine(strippingNewline: true) {

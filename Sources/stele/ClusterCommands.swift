@@ -114,12 +114,7 @@ struct ClusterStatus: AsyncParsableCommand {
 
     func run() async throws {
         let directory = options.directory
-        let config: ClusterConfig
-        let clientKey: KeyPair
-        do {
-            config = try directory.loadConfig()
-            clientKey = try KeyFile.read(from: directory.clientKeyPath)
-        } catch { fail("\(error)") }
+        let (config, clientKey) = options.loadClient()
         let statuses = try await SteleClient.with(config: config, keyPair: clientKey, logger: makeLogger("stele.client", level: .critical)) { client in
             await withTaskGroup(of: (ReplicaID, ReplicaStatus?).self) { group in
                 for id in config.replicaIDs { group.addTask { (id, await client.status(of: id)) } }

@@ -1,6 +1,8 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SteleCore
+import SteleCrypto
 import SteleNode
 
 @main
@@ -35,6 +37,15 @@ struct DirectoryOption: ParsableArguments {
     var dir: String
 
     var directory: ClusterDirectory { ClusterDirectory(dir) }
+
+    /// The cluster config and the CLI's client key, or a clear error and `exitCode`.
+    func loadClient(exitCode: Int32 = 2) -> (ClusterConfig, KeyPair) {
+        do {
+            return (try directory.loadConfig(), try KeyFile.read(from: directory.clientKeyPath))
+        } catch {
+            fail("\(error)", code: exitCode)
+        }
+    }
 }
 
 func makeLogger(_ label: String, level: Logger.Level = .info) -> Logger {
