@@ -65,7 +65,6 @@ extension Replica {
         let prePrepares = plan.prePrepares(view: view, primary: id).map { $0.signed(by: signer) }
         let newView = NewView(view: view, viewChanges: chosen, prePrepares: prePrepares, primary: id).signed(by: signer)
         ownNewView = newView
-        acceptedNewView = newView
         newViewRetransmitsLeft = limits.newViewRetransmitRounds
         enterView(view, plan: plan, prePrepares: prePrepares, &out)
         out.broadcast(.newView(newView))
@@ -91,7 +90,6 @@ extension Replica {
         }
         if newView.view > view { leaveCurrentView() }
         enterView(newView.view, plan: plan, prePrepares: newView.prePrepares, &out)
-        acceptedNewView = newView
     }
 
     /// INVARIANTS 11: signed by primary(v); 2f+1 valid VIEW-CHANGEs for v from distinct

@@ -68,9 +68,8 @@ public struct Replica: Sendable {
     /// `sentViewChangesMax`): re-sent to a peer still stuck in one of those views (§4.5.2
     /// liveness assumes eventual delivery; once we moved on, plain retransmission stops).
     var sentViewChanges: [View: ViewChange] = [:]
-    /// The NEW-VIEW (signed by its primary) through which a backup entered its current view:
-    /// relayed to a peer that missed it, e.g. when the primary restarted and lost its copy.
-    var acceptedNewView: NewView?
+    /// When this replica last re-sent its VIEW-CHANGEs to each peer stuck in a lower view.
+    var viewChangeResentTicks: [ReplicaID: UInt64] = [:]
     var newViewRetransmitsLeft = 0
 
     // MARK: Time

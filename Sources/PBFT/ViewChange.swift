@@ -33,7 +33,6 @@ extension Replica {
         let viewChange = makeViewChange(for: newView)
         ownViewChange = viewChange
         rememberSent(viewChange)
-        acceptedNewView = nil
         viewChanges[id] = viewChange
         out.persist(.view(newView, inViewChange: true))
         out.persist(.viewChange(viewChange))
@@ -112,23 +111,23 @@ extension Replica {
     /// NEW-VIEW, or is below our stable checkpoint.
     private mutating func helpReplicaBehind(_ viewChange: ViewChange, _ out: inout Outbox) {
         let peer = viewChange.replica
+        if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: peer, &out) }
         if !isInViewChange, let newView = ownNewView, newView.view == view {
             out.send(.newView(newView), to: peer)  // valid for it too: our view is at least the one it asks for
-        } else if !isInViewChange, viewChange.newView == view, let newView = acceptedNewView, newView.view == view {
-            // §4.4: a NEW-VIEW is signed by the new primary and self-certifying (V proves O), so
-            // any replica that entered the view may relay it — the primary may have restarted
-            // and lost its in-memory copy (it persists no NEW-VIEW).
-            out.send(.newView(newView), to: peer)
         }
-        if viewChange.newView < view {
-            // §4.5.2 liveness relies on eventual delivery: the peer is stuck changing to a view
-            // we left. Re-send the VIEW-CHANGE we signed for that view, if we did (already
-            // signed, so nothing new or conflicting is signed), so it can gather 2f+1 there; and
-            // our current VIEW-CHANGE, so it can apply the f+1 rule and join higher views.
-            if let sent = sentViewChanges[viewChange.newView] { out.send(.viewChange(sent), to: peer) }
-            if isInViewChange, let own = ownViewChange, own.newView == view { out.send(.viewChange(own), to: peer) }
-        }
-        if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: viewChange.replica, &out) }
+        // §4.5.2 liveness relies on eventual delivery: the peer is stuck changing to a view we
+        // entered or left, and plain retransmission of our VIEW-CHANGE for it has stopped.
+        // Re-send the VIEW-CHANGE we signed for that view, if we did (already signed, so
+        // nothing new or conflicting is signed): the peer can gather 2f+1 there, and then its
+        // NEW-VIEW timer runs even if that view's primary lost its NEW-VIEW in a restart (the
+        // NEW-VIEW itself cannot be relayed: the transport binds a message to its signer).
+        // At most once per retransmission interval per peer: two replicas that both entered
+        // the view would otherwise bounce their VIEW-CHANGEs back and forth.
+        if let last = viewChangeResentTicks[peer], now < last.saturatingAdd(config.parameters.retransmitTicks) { return }
+        viewChangeResentTicks[peer] = now
+        if let sent = sentViewChanges[viewChange.newView] { out.send(.viewChange(sent), to: peer) }
+        // And our current VIEW-CHANGE, so it can apply the f+1 rule and join higher views.
+        if viewChange.newView < view, isInViewChange, let own = ownViewChange, own.newView == view { out.send(.viewChange(own), to: peer) }
     }
 
     /// After any change to the VIEW-CHANGEs held: join a higher view f+1 replicas moved to,

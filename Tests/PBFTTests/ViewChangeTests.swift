@@ -345,15 +345,19 @@ extension Cluster {
         #expect(cluster.replica(1).view == 1 && !cluster.replica(1).isInViewChange)
     }
 
-    /// §4.4: a NEW-VIEW is self-certifying, so a backup that entered the view relays it to a
-    /// peer that missed it (the primary may have restarted and lost it).
-    @Test func aBackupRelaysTheNewViewItAccepted() {
+    /// A replica that entered view v re-sends its VIEW-CHANGE for v to a peer still changing to
+    /// v, so the peer gathers 2f+1 and its NEW-VIEW timer runs (the primary may have lost its
+    /// NEW-VIEW in a restart).
+    @Test func aReplicaInTheViewReSendsItsViewChangeToAPeerStillChangingToIt() {
         var cluster = Cluster()
         let viewChanges = [ReplicaID(1), 2, 3].map { cluster.viewChange(to: 1, by: $0) }
-        let newView = cluster.newView(1, viewChanges)
-        cluster.inject(.newView(newView), from: 1, to: 2)
+        cluster.inject(.viewChange(viewChanges[0]), from: 1, to: 2)
+        cluster.inject(.viewChange(viewChanges[2]), from: 3, to: 2)
+        #expect(cluster.replica(2).view == 1 && cluster.replica(2).isInViewChange)
+        cluster.inject(.newView(cluster.newView(1, viewChanges)), from: 1, to: 2)
         #expect(cluster.replica(2).view == 1 && !cluster.replica(2).isInViewChange)
         let actions = cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 0)), from: 0, to: 2)
-        #expect(actions.newViews == [newView])
+        #expect(actions.viewChanges.map(\.replica) == [2] && actions.viewChanges.map(\.newView) == [1])
+        #expect(cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 0)), from: 0, to: 2).viewChanges.isEmpty, "rate-limited")
     }
 }
