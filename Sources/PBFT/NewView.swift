@@ -57,7 +57,8 @@ extension Replica {
     /// O, persists it, broadcasts NEW-VIEW and enters the view.
     mutating func sendNewViewIfReady(_ out: inout Outbox) {
         guard isInViewChange, config.primary(of: view) == id, let own = viewChanges[id], own.newView == view else { return }
-        let others = viewChanges.keys.sorted().filter { $0 != id }.compactMap { viewChanges[$0] }.filter { $0.newView == view }
+        let held = viewChanges(for: view)
+        let others = held.keys.sorted().filter { $0 != id }.compactMap { held[$0] }
         guard 1 + others.count >= config.quorum else { return }
         let chosen = ([own] + others.prefix(config.quorum - 1)).sorted { $0.replica < $1.replica }
         let plan = NewViewPlan(viewChanges: chosen)
@@ -142,6 +143,7 @@ extension Replica {
         requestDeadline = nil
         ownMessages = ownMessages.filter { $0.key.view >= newView }
         viewChanges = viewChanges.filter { $0.value.newView > newView }
+        pendingViewChanges = [:]
         out.persist(.view(newView, inViewChange: false))
         if plan.minSequence > stableCheckpoint, !plan.checkpointProof.isEmpty {
             becomeStable(CheckpointCertificate(checkpoints: plan.checkpointProof), &out)

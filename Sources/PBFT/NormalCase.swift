@@ -51,8 +51,9 @@ extension Replica {
         while hasRoomForProposal {
             let inFlight = self.inFlight
             let clients = ledgerHead.clients
+            let prepared = preparedRequests()
             let batch = pending.takeForProposal(countMax: config.parameters.batchSizeMax) {
-                Replica.isProposable($0, inFlight: inFlight, clients: clients)
+                Replica.isProposable($0, inFlight: inFlight, prepared: prepared, clients: clients)
             }
             if batch.isEmpty { return }
             propose(batch, &out)
@@ -64,9 +65,10 @@ extension Replica {
         return nextSequence <= highWatermark && proposedUnexecuted < UInt64(config.parameters.pipelineDepthMax)
     }
 
-    /// Not in an accepted, unexecuted PRE-PREPARE and never executed.
-    private static func isProposable(_ request: Request, inFlight: [RequestKey: SequenceNumber], clients: [PublicKey: ClientRecord]) -> Bool {
-        guard inFlight[RequestKey(request)] == nil else { return false }
+    /// Not in an accepted, unexecuted PRE-PREPARE, not in a prepared certificate of an
+    /// unexecuted sequence, and never executed.
+    private static func isProposable(_ request: Request, inFlight: [RequestKey: SequenceNumber], prepared: [RequestKey: SequenceNumber], clients: [PublicKey: ClientRecord]) -> Bool {
+        guard inFlight[RequestKey(request)] == nil, prepared[RequestKey(request)] == nil else { return false }
         guard case .new = clients[request.client]?.status(of: request.timestamp) ?? .new else { return false }
         return true
     }
@@ -118,12 +120,27 @@ extension Replica {
         let limit = config.parameters.batchSizeMax
         guard batch.count <= limit else { throw .batchTooLarge(count: batch.count, limit: limit) }
         var seen = Set<RequestKey>()
+        let prepared = preparedRequests()
         for request in batch {
             let key = RequestKey(request)
             guard seen.insert(key).inserted else { throw .duplicateRequestInBatch(timestamp: request.timestamp) }
             guard case .new = clientStatus(request) else { throw .requestAlreadyExecuted(timestamp: request.timestamp) }
             if let other = inFlight[key], other != sequence { throw .requestInFlight(timestamp: request.timestamp, at: other) }
+            if let other = prepared[key], other != sequence { throw .requestInFlight(timestamp: request.timestamp, at: other) }
         }
+    }
+
+    /// Invariant 7 across view changes: the requests of the prepared certificates this replica
+    /// holds for unexecuted sequences, of any view. Such a certificate goes into our VIEW-CHANGEs
+    /// and may come back in a later NEW-VIEW's O (§4.4), which is installed without a duplicate
+    /// check; so the request must not be ordered afresh at another sequence meanwhile — neither
+    /// proposed by a primary nor accepted by a backup — or the ledger would hold it twice.
+    func preparedRequests() -> [RequestKey: SequenceNumber] {
+        var keys = [RequestKey: SequenceNumber]()
+        for (sequence, certificate) in preparedCertificates where sequence > lastExecuted {
+            for request in certificate.prePrepare.batch { keys[RequestKey(request)] = sequence }
+        }
+        return keys
     }
 
     /// Logs a PRE-PREPARE of the current view (own, a backup's accepted one, or one of a

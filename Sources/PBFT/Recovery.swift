@@ -31,6 +31,7 @@ extension Replica {
 
     private mutating func restoreViewChange(_ viewChange: ViewChange) {
         guard viewChange.replica == id else { return }
+        rememberSent(viewChange)
         if let held = ownViewChange, held.newView > viewChange.newView { return }
         ownViewChange = viewChange
         if viewChange.newView > view {
@@ -79,7 +80,10 @@ extension Replica {
         if isInViewChange {
             log = [:]
             inFlight = [:]
-            if ownViewChange?.newView != view { ownViewChange = makeViewChange(for: view) }
+            if ownViewChange?.newView != view {
+                ownViewChange = makeViewChange(for: view)
+                if let own = ownViewChange { rememberSent(own) }
+            }
             if let own = ownViewChange { viewChanges[id] = own }
         }
         preparedCertificates = preparedCertificates.filter { $0.key > stableCheckpoint }

@@ -58,8 +58,18 @@ public struct Replica: Sendable {
     /// The latest valid VIEW-CHANGE of each replica (a correct replica only moves up).
     var viewChanges: [ReplicaID: ViewChange] = [:]
     var ownViewChange: ViewChange?
+    /// VIEW-CHANGEs for our pending view from replicas whose latest VIEW-CHANGE (in
+    /// `viewChanges`) is for a higher view. Such a replica moved on, but what it signed for
+    /// our view still counts towards its 2f+1 (a late or re-sent VIEW-CHANGE, §4.5.2).
+    var pendingViewChanges: [ReplicaID: ViewChange] = [:]
     /// The NEW-VIEW this replica sent as primary of its current view.
     var ownNewView: NewView?
+    /// The VIEW-CHANGEs this replica signed for its most recent views (bounded by
+    /// `sentViewChangesMax`): re-sent to a peer still stuck in one of those views (§4.5.2
+    /// liveness assumes eventual delivery; once we moved on, plain retransmission stops).
+    var sentViewChanges: [View: ViewChange] = [:]
+    /// When this replica last re-sent its VIEW-CHANGEs to each peer stuck in a lower view.
+    var viewChangeResentTicks: [ReplicaID: UInt64] = [:]
     var newViewRetransmitsLeft = 0
 
     // MARK: Time

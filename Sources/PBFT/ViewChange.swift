@@ -22,6 +22,7 @@ extension Replica {
         precondition(newView > view, "a replica never moves to a lower view")
         guard newView <= limits.viewMax else { return }
         leaveCurrentView()
+        pendingViewChanges = [:]
         view = newView
         isInViewChange = true
         requestDeadline = nil
@@ -31,6 +32,7 @@ extension Replica {
         ownNewView = nil
         let viewChange = makeViewChange(for: newView)
         ownViewChange = viewChange
+        rememberSent(viewChange)
         viewChanges[id] = viewChange
         out.persist(.view(newView, inViewChange: true))
         out.persist(.viewChange(viewChange))
@@ -38,6 +40,17 @@ extension Replica {
         futureMessages.removeAll { $0.view < newView }
         viewChangeProgress(&out)
     }
+
+    /// Keeps the VIEW-CHANGE we signed for its view, at most `sentViewChangesMax` of the latest.
+    mutating func rememberSent(_ viewChange: ViewChange) {
+        guard viewChange.replica == id else { return }
+        sentViewChanges[viewChange.newView] = viewChange
+        while sentViewChanges.count > Replica.sentViewChangesMax, let oldest = sentViewChanges.keys.min() {
+            sentViewChanges[oldest] = nil
+        }
+    }
+
+    static let sentViewChangesMax = 8
 
     /// Forgets the current view's log; requests of unexecuted PRE-PREPAREs go back to pending
     /// so they are forwarded (or proposed) in the next view.
@@ -83,7 +96,13 @@ extension Replica {
             lastViolation = error
             return
         }
-        if let held = viewChanges[sender], held.newView >= viewChange.newView { return }
+        if let held = viewChanges[sender], held.newView >= viewChange.newView {
+            // Its sender has moved past it, but it is still a valid vote for our pending view.
+            guard isInViewChange, viewChange.newView == view, held.newView > view, pendingViewChanges[sender] == nil else { return }
+            pendingViewChanges[sender] = viewChange
+            viewChangeProgress(&out)
+            return
+        }
         viewChanges[sender] = viewChange
         viewChangeProgress(&out)
     }
@@ -91,10 +110,24 @@ extension Replica {
     /// A VIEW-CHANGE for a view this replica has completed (or left): its sender missed the
     /// NEW-VIEW, or is below our stable checkpoint.
     private mutating func helpReplicaBehind(_ viewChange: ViewChange, _ out: inout Outbox) {
+        let peer = viewChange.replica
+        if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: peer, &out) }
         if !isInViewChange, let newView = ownNewView, newView.view == view {
-            out.send(.newView(newView), to: viewChange.replica)  // valid for it too: our view is at least the one it asks for
+            out.send(.newView(newView), to: peer)  // valid for it too: our view is at least the one it asks for
         }
-        if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: viewChange.replica, &out) }
+        // §4.5.2 liveness relies on eventual delivery: the peer is stuck changing to a view we
+        // entered or left, and plain retransmission of our VIEW-CHANGE for it has stopped.
+        // Re-send the VIEW-CHANGE we signed for that view, if we did (already signed, so
+        // nothing new or conflicting is signed): the peer can gather 2f+1 there, and then its
+        // NEW-VIEW timer runs even if that view's primary lost its NEW-VIEW in a restart (the
+        // NEW-VIEW itself cannot be relayed: the transport binds a message to its signer).
+        // At most once per retransmission interval per peer: two replicas that both entered
+        // the view would otherwise bounce their VIEW-CHANGEs back and forth.
+        if let last = viewChangeResentTicks[peer], now < last.saturatingAdd(config.parameters.retransmitTicks) { return }
+        viewChangeResentTicks[peer] = now
+        if let sent = sentViewChanges[viewChange.newView] { out.send(.viewChange(sent), to: peer) }
+        // And our current VIEW-CHANGE, so it can apply the f+1 rule and join higher views.
+        if viewChange.newView < view, isInViewChange, let own = ownViewChange, own.newView == view { out.send(.viewChange(own), to: peer) }
     }
 
     /// After any change to the VIEW-CHANGEs held: join a higher view f+1 replicas moved to,
@@ -109,7 +142,19 @@ extension Replica {
     }
 
     func viewChangeCount(for target: View) -> Int {
-        viewChanges.values.reduce(0) { $0 + ($1.newView == target ? 1 : 0) }
+        viewChanges(for: target).count
+    }
+
+    /// The VIEW-CHANGEs held for `target`, one per replica: its latest, or (for our pending
+    /// view) the one it sent before moving higher.
+    func viewChanges(for target: View) -> [ReplicaID: ViewChange] {
+        var held = viewChanges.filter { $0.value.newView == target }
+        if target == view {
+            for (replica, viewChange) in pendingViewChanges where held[replica] == nil && viewChange.newView == target {
+                held[replica] = viewChange
+            }
+        }
+        return held
     }
 
     /// §4.5.2: f+1 VIEW-CHANGEs for views above ours mean at least one correct replica moved;

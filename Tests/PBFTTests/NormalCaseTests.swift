@@ -169,4 +169,23 @@ import SteleCrypto
         }
         #expect(cluster.replica(1).checkpointMessages[2]?.count == limit)
     }
+
+    /// Invariant 7 across view changes: a request in a prepared certificate (of an older view)
+    /// for an unexecuted sequence may come back in a NEW-VIEW's O, so it is neither accepted
+    /// nor proposed afresh at another sequence.
+    @Test func aRequestInAPreparedCertificateIsNotOrderedAfreshAtAnotherSequence() {
+        var cluster = Cluster()
+        let request = cluster.request(1)
+        // Replica 3 holds a certificate for the request at sequence 2 from an older view.
+        cluster.replicas[3].preparedCertificates[2] = cluster.certificate(view: 0, sequence: 2, batch: [request])
+        cluster.replicas[3].view = 4  // primary(4) == 0
+        let fresh = cluster.prePrepare(view: 4, sequence: 1, batch: [request])
+        let actions = cluster.inject(.prePrepare(fresh), from: 0, to: 3)
+        #expect(actions.prepares.isEmpty)
+        #expect(cluster.replica(3).lastViolation?.code == .requestInFlight(timestamp: 1, at: 2))
+        // As primary (of view 3), it does not propose it either.
+        cluster.replicas[3].view = 3
+        let proposed = cluster.inject(.request(request), from: 1, to: 3)
+        #expect(proposed.prePrepares.isEmpty)
+    }
 }

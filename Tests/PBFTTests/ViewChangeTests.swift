@@ -318,4 +318,46 @@ extension Cluster {
         #expect(caughtUp)
         #expect(cluster.replica(3).view == 1)
     }
+
+    /// §4.5.2 with eventual delivery: a replica that moved past view w re-sends the VIEW-CHANGE
+    /// it signed for w to a peer still changing to w, and its current one for the f+1 rule.
+    @Test func aReplicaReSendsItsViewChangeForALowerViewToAPeerStuckThere() {
+        var cluster = Cluster()
+        for view: View in [1, 2] {
+            for replica: ReplicaID in [1, 2] { cluster.inject(.viewChange(cluster.viewChange(to: view, by: replica)), from: replica, to: 3) }
+        }
+        #expect(cluster.replica(3).view == 2 && cluster.replica(3).isInViewChange)
+        let actions = cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 0)), from: 0, to: 3)
+        #expect(actions.viewChanges.map(\.newView).sorted() == [1, 2])
+        #expect(actions.viewChanges.allSatisfy { $0.replica == 3 })
+        #expect(cluster.replica(3).view == 2, "views never go back")
+    }
+
+    /// A VIEW-CHANGE for our pending view counts towards 2f+1 even if its sender has since sent
+    /// one for a higher view (its VIEW-CHANGE for our view was late or re-sent).
+    @Test func aLateViewChangeForThePendingViewCountsAfterItsSenderMovedOn() {
+        var cluster = Cluster()
+        cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 2)), from: 2, to: 1)
+        cluster.inject(.viewChange(cluster.viewChange(to: 2, by: 3)), from: 3, to: 1)
+        #expect(cluster.replica(1).view == 1 && cluster.replica(1).isInViewChange, "joined view 1 by the f+1 rule")
+        let actions = cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 3)), from: 3, to: 1)
+        #expect(actions.newViews.map(\.view) == [1], "2f+1 VIEW-CHANGEs for view 1: the new primary sends NEW-VIEW")
+        #expect(cluster.replica(1).view == 1 && !cluster.replica(1).isInViewChange)
+    }
+
+    /// A replica that entered view v re-sends its VIEW-CHANGE for v to a peer still changing to
+    /// v, so the peer gathers 2f+1 and its NEW-VIEW timer runs (the primary may have lost its
+    /// NEW-VIEW in a restart).
+    @Test func aReplicaInTheViewReSendsItsViewChangeToAPeerStillChangingToIt() {
+        var cluster = Cluster()
+        let viewChanges = [ReplicaID(1), 2, 3].map { cluster.viewChange(to: 1, by: $0) }
+        cluster.inject(.viewChange(viewChanges[0]), from: 1, to: 2)
+        cluster.inject(.viewChange(viewChanges[2]), from: 3, to: 2)
+        #expect(cluster.replica(2).view == 1 && cluster.replica(2).isInViewChange)
+        cluster.inject(.newView(cluster.newView(1, viewChanges)), from: 1, to: 2)
+        #expect(cluster.replica(2).view == 1 && !cluster.replica(2).isInViewChange)
+        let actions = cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 0)), from: 0, to: 2)
+        #expect(actions.viewChanges.map(\.replica) == [2] && actions.viewChanges.map(\.newView) == [1])
+        #expect(cluster.inject(.viewChange(cluster.viewChange(to: 1, by: 0)), from: 0, to: 2).viewChanges.isEmpty, "rate-limited")
+    }
 }
