@@ -1,7 +1,7 @@
 import Synchronization
 
-/// A bounded multi-producer, single-consumer queue. Producers never wait: past `capacity` the
-/// oldest item is dropped (the protocol retransmits). The consumer takes everything queued at
+/// A bounded multi-producer, single-consumer queue. Producers never wait: at `capacity` the
+/// oldest half is dropped (the protocol retransmits; fresher messages matter more). The consumer takes everything queued at
 /// once, which is how the node group-commits.
 public final class Mailbox<Item: Sendable>: Sendable {
     private struct State {
@@ -22,18 +22,20 @@ public final class Mailbox<Item: Sendable>: Sendable {
     /// Queues an item; returns false if the mailbox is closed.
     @discardableResult
     public func post(_ item: Item) -> Bool {
-        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
-            guard !state.closed else { return nil }
+        let (queued, waiter): (Bool, CheckedContinuation<Void, Never>?) = state.withLock { state in
+            guard !state.closed else { return (false, nil) }
             if state.items.count >= capacity {
-                state.items.removeFirst()
-                state.droppedCount += 1
+                // Drop the oldest half at once: amortised O(1) per post under overload.
+                let dropped = max(1, capacity / 2)
+                state.items.removeFirst(dropped)
+                state.droppedCount += dropped
             }
             state.items.append(item)
             defer { state.waiter = nil }
-            return state.waiter
+            return (true, state.waiter)
         }
         waiter?.resume()
-        return true
+        return queued
     }
 
     /// Waits until at least one item is queued (or the mailbox closes), then takes them all.

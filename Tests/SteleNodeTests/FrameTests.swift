@@ -125,3 +125,22 @@ struct HandshakeTests {
         #expect(throws: Handshake.Failure(code: .wrongCluster)) { _ = try handshake.key(for: foreign) }
     }
 }
+
+@Suite("Bounded mailboxes")
+struct MailboxTests {
+    @Test("a full mailbox drops its oldest items, never blocks, and hands over everything else in order")
+    func overflow() async {
+        let mailbox = Mailbox<Int>(capacity: 8)
+        for value in 0..<9 { mailbox.post(value) }
+        #expect(mailbox.droppedCount == 4)
+        #expect(await mailbox.takeAll() == [4, 5, 6, 7, 8])
+    }
+
+    @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
+    func close() async {
+        let mailbox = Mailbox<Int>(capacity: 8)
+        mailbox.close()
+        #expect(!mailbox.post(1))
+        #expect(await mailbox.takeAll().isEmpty)
+    }
+}
