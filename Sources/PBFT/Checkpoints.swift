@@ -85,6 +85,7 @@ extension Replica {
         ownMessages = ownMessages.filter { $0.key.sequence > low }
         committed = committed.filter { $0.key > lastExecuted }
         inFlight = inFlight.filter { $0.value > low }
+        acceptedRequests = acceptedRequests.filter { $0.key > max(low, lastExecuted) }
         for (replica, held) in checkpointMessages {
             checkpointMessages[replica] = held.filter { $0.key > low }
         }

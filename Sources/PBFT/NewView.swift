@@ -12,6 +12,9 @@ public struct NewViewPlan: Sendable, Equatable {
     public let maxSequence: SequenceNumber
     /// One batch per sequence minSequence+1 ... maxSequence.
     public let batches: [[Request]]
+    /// Every prepared certificate of V above min-s (not only the winners): any of them may come
+    /// back in a later O, so their requests are not ordered afresh elsewhere (invariant 7).
+    let certificates: [PreparedCertificate]
 
     /// Computes the plan from VIEW-CHANGEs already checked with `Replica.validate(_:)`.
     public init(viewChanges: [ViewChange]) {
@@ -22,8 +25,10 @@ public struct NewViewPlan: Sendable, Equatable {
             proof = viewChange.checkpointProof
         }
         var best = [SequenceNumber: PreparedCertificate]()
+        var all = [PreparedCertificate]()
         for viewChange in viewChanges {
             for certificate in viewChange.prepared where certificate.sequence > minSequence {
+                all.append(certificate)
                 if let held = best[certificate.sequence], !NewViewPlan.outranks(certificate, held) { continue }
                 best[certificate.sequence] = certificate
             }
@@ -32,6 +37,7 @@ public struct NewViewPlan: Sendable, Equatable {
         self.minSequence = minSequence
         self.checkpointProof = proof
         self.maxSequence = maxSequence
+        self.certificates = all
         self.batches = (minSequence.value..<maxSequence.value).map { best[SequenceNumber($0 + 1)]?.prePrepare.batch ?? [] }
     }
 
@@ -150,6 +156,7 @@ extension Replica {
         }
         requestState(upTo: plan.minSequence)
         nextSequence = max(plan.maxSequence, plan.minSequence, lastExecuted, stableCheckpoint).next
+        for certificate in plan.certificates { rememberAccepted(certificate.prePrepare.batch, at: certificate.sequence) }
         for prePrepare in prePrepares where prePrepare.sequence > stableCheckpoint {
             installFromNewView(prePrepare, &out)
         }

@@ -55,9 +55,30 @@ extension Replica {
             let batch = pending.takeForProposal(countMax: config.parameters.batchSizeMax) {
                 Replica.isProposable($0, inFlight: inFlight, prepared: prepared, clients: clients)
             }
-            if batch.isEmpty { return }
+            if batch.isEmpty {
+                // Liveness: a request held back only by an earlier view's PRE-PREPARE at a
+                // sequence this view has not reached yet is freed once that sequence executes;
+                // fill the gap with null batches rather than stall.
+                guard holdsBackForLaterSequence(prepared, inFlight: inFlight) else { return }
+                propose([], &out)
+                continue
+            }
             propose(batch, &out)
         }
+    }
+
+    /// Whether some pending, unexecuted request is not proposable only because it was seen
+    /// (in an earlier view) at a sequence at or above `nextSequence`.
+    private func holdsBackForLaterSequence(_ prepared: [RequestKey: [SequenceNumber]], inFlight: [RequestKey: SequenceNumber]) -> Bool {
+        let next = nextSequence
+        let ahead = prepared.filter { $0.value.contains { $0 >= next } }
+        guard !ahead.isEmpty else { return false }
+        return pending.oldest(1) { request in
+            let key = RequestKey(request)
+            guard inFlight[key] == nil, ahead[key] != nil else { return false }
+            if case .new = clientStatus(request) { return true }
+            return false
+        }.isEmpty == false
     }
 
     private var hasRoomForProposal: Bool {
@@ -65,9 +86,9 @@ extension Replica {
         return nextSequence <= highWatermark && proposedUnexecuted < UInt64(config.parameters.pipelineDepthMax)
     }
 
-    /// Not in an accepted, unexecuted PRE-PREPARE, not in a prepared certificate of an
-    /// unexecuted sequence, and never executed.
-    private static func isProposable(_ request: Request, inFlight: [RequestKey: SequenceNumber], prepared: [RequestKey: SequenceNumber], clients: [PublicKey: ClientRecord]) -> Bool {
+    /// Not in an accepted, unexecuted PRE-PREPARE (of any view), not in a prepared certificate
+    /// of an unexecuted sequence, and never executed.
+    private static func isProposable(_ request: Request, inFlight: [RequestKey: SequenceNumber], prepared: [RequestKey: [SequenceNumber]], clients: [PublicKey: ClientRecord]) -> Bool {
         guard inFlight[RequestKey(request)] == nil, prepared[RequestKey(request)] == nil else { return false }
         guard case .new = clients[request.client]?.status(of: request.timestamp) ?? .new else { return false }
         return true
@@ -126,7 +147,7 @@ extension Replica {
             guard seen.insert(key).inserted else { throw .duplicateRequestInBatch(timestamp: request.timestamp) }
             guard case .new = clientStatus(request) else { throw .requestAlreadyExecuted(timestamp: request.timestamp) }
             if let other = inFlight[key], other != sequence { throw .requestInFlight(timestamp: request.timestamp, at: other) }
-            if let other = prepared[key], other != sequence { throw .requestInFlight(timestamp: request.timestamp, at: other) }
+            if let other = prepared[key]?.first(where: { $0 != sequence }) { throw .requestInFlight(timestamp: request.timestamp, at: other) }
         }
     }
 
@@ -135,12 +156,27 @@ extension Replica {
     /// and may come back in a later NEW-VIEW's O (§4.4), which is installed without a duplicate
     /// check; so the request must not be ordered afresh at another sequence meanwhile — neither
     /// proposed by a primary nor accepted by a backup — or the ledger would hold it twice.
-    func preparedRequests() -> [RequestKey: SequenceNumber] {
-        var keys = [RequestKey: SequenceNumber]()
+    ///
+    /// The same holds for every PRE-PREPARE accepted at an unexecuted sequence in any earlier
+    /// view (`acceptedRequests`): a certificate prepared in view v needs f+1 correct replicas to
+    /// have accepted its PRE-PREPARE, and a fresh ordering at another sequence needs f+1 correct
+    /// replicas too, so some correct replica refuses the fresh one. Sorted, for deterministic
+    /// violation reports.
+    func preparedRequests() -> [RequestKey: [SequenceNumber]] {
+        var keys = [RequestKey: Set<SequenceNumber>]()
         for (sequence, certificate) in preparedCertificates where sequence > lastExecuted {
-            for request in certificate.prePrepare.batch { keys[RequestKey(request)] = sequence }
+            for request in certificate.prePrepare.batch { keys[RequestKey(request), default: []].insert(sequence) }
         }
-        return keys
+        for (sequence, requests) in acceptedRequests where sequence > lastExecuted {
+            for key in requests { keys[key, default: []].insert(sequence) }
+        }
+        return keys.mapValues { $0.sorted() }
+    }
+
+    /// Remembers, across view changes, the requests accepted at an unexecuted sequence.
+    mutating func rememberAccepted(_ batch: [Request], at sequence: SequenceNumber) {
+        guard sequence > lastExecuted, sequence > stableCheckpoint, !batch.isEmpty else { return }
+        acceptedRequests[sequence, default: []].formUnion(batch.map(RequestKey.init))
     }
 
     /// Logs a PRE-PREPARE of the current view (own, a backup's accepted one, or one of a
@@ -156,6 +192,7 @@ extension Replica {
         if sequence > lastExecuted {
             for request in prePrepare.batch { inFlight[RequestKey(request)] = sequence }
         }
+        rememberAccepted(prePrepare.batch, at: sequence)
         out.persist(.prePrepare(prePrepare))
         if isOwn {
             ownMessages[ownKey] = prePrepare.digest
@@ -282,6 +319,7 @@ extension Replica {
         out.commit(block)
         ledgerHead.apply(block)
         executedDigests[block.height] = block.batchDigest
+        acceptedRequests = acceptedRequests.filter { $0.key > block.height }
         var executedRequest = false
         for request in block.batch {
             let key = RequestKey(request)

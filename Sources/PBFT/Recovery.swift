@@ -49,6 +49,9 @@ extension Replica {
     /// The current view's PRE-PREPAREs and own votes above h go back into the log, so the
     /// replica re-sends rather than re-decides them, and a primary never re-uses a sequence.
     private mutating func restoreLog(prePrepares: [PrePrepare], votes: [Vote]) {
+        for prePrepare in prePrepares where prePrepare.view <= view {
+            rememberAccepted(prePrepare.batch, at: prePrepare.sequence)
+        }
         for prePrepare in prePrepares where prePrepare.view == view && prePrepare.sequence > stableCheckpoint {
             var slot = log[prePrepare.sequence] ?? Slot(view: view)
             slot.prePrepare = prePrepare

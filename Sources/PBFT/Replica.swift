@@ -28,6 +28,12 @@ public struct Replica: Sendable {
     var log: [SequenceNumber: Slot] = [:]
     /// Requests in accepted, unexecuted PRE-PREPAREs of the current view, and where.
     var inFlight: [RequestKey: SequenceNumber] = [:]
+    /// Invariant 7 across view changes: for each unexecuted sequence in the window, the requests
+    /// of every PRE-PREPARE this replica accepted there, in any view (also O's, and the prepared
+    /// certificates of a NEW-VIEW's V). Unlike `inFlight` it survives view changes: any of them
+    /// may have prepared and come back in a later NEW-VIEW's O, so none is ordered afresh at
+    /// another sequence until the sequence executes. Rebuilt from the `.prePrepare` WAL records.
+    var acceptedRequests: [SequenceNumber: Set<RequestKey>] = [:]
     /// Client requests known and not executed.
     var pending: RequestQueue
     /// The primary's next sequence number to assign.

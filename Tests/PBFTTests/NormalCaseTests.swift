@@ -186,6 +186,33 @@ import SteleCrypto
         // As primary (of view 3), it does not propose it either.
         cluster.replicas[3].view = 3
         let proposed = cluster.inject(.request(request), from: 1, to: 3)
-        #expect(proposed.prePrepares.isEmpty)
+        #expect(proposed.prePrepares.allSatisfy { !$0.batch.contains(request) }, "only null batches fill the gap up to sequence 2")
+    }
+
+    /// Invariant 7 across view changes: a request accepted in a PRE-PREPARE of an earlier view at
+    /// a still-unexecuted sequence — even one never prepared here — may have prepared elsewhere
+    /// and come back in a later NEW-VIEW's O; it is not accepted afresh at another sequence, and
+    /// a primary holding it back fills the gap up to that sequence with null batches.
+    @Test func aRequestAcceptedInAnEarlierViewIsNotOrderedAfreshAtAnotherSequence() {
+        var cluster = Cluster()
+        let request = cluster.request(1)
+        let old = cluster.prePrepare(view: 0, sequence: 2, batch: [request])
+        #expect(!cluster.inject(.prePrepare(old), from: 0, to: 3).prepares.isEmpty)
+        cluster.replicas[3].leaveCurrentView()
+        cluster.replicas[3].view = 4  // primary(4) == 0
+        #expect(cluster.replica(3).inFlight.isEmpty)
+        let fresh = cluster.prePrepare(view: 4, sequence: 1, batch: [request])
+        let actions = cluster.inject(.prePrepare(fresh), from: 0, to: 3)
+        #expect(actions.prepares.isEmpty)
+        #expect(cluster.replica(3).lastViolation?.code == .requestInFlight(timestamp: 1, at: 2))
+        // At the same sequence it is fine.
+        let same = cluster.prePrepare(view: 4, sequence: 2, batch: [request])
+        #expect(!cluster.inject(.prePrepare(same), from: 0, to: 3).prepares.isEmpty)
+        // As primary (of view 7), it proposes null batches up to that sequence, not the request.
+        cluster.replicas[3].leaveCurrentView()
+        cluster.replicas[3].view = 7
+        let proposed = cluster.inject(.request(request), from: 1, to: 3).prePrepares
+        #expect(!proposed.isEmpty)
+        #expect(proposed.allSatisfy { $0.batch.isEmpty && $0.sequence <= 2 })
     }
 }
