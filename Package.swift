@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependencies point one way:
-// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- {SteleNode, SteleSim} <- executables
+// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- {SteleNode, SteleSim} <- SteleHarness <- executables
 let package = Package(
     name: "Stele",
     platforms: [.macOS(.v14)],
@@ -43,10 +43,17 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
+        .target(
+            name: "SteleHarness",
+            dependencies: [
+                "SteleNode", "SteleAudit", "SteleLedger",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "stele",
             dependencies: [
-                "SteleNode",
+                "SteleNode", "SteleHarness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -69,5 +76,6 @@ let package = Package(
             name: "SteleNodeTests",
             dependencies: ["SteleNode", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
+        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
     ]
 )

@@ -19,7 +19,7 @@ struct Stele: AsyncParsableCommand {
           stele tail --dir ./demo
           stele check --dir ./demo                      # audit the four ledger files
         """,
-        subcommands: [Cluster.self, ReplicaCommand.self, Submit.self, Show.self, Tail.self, Check.self, Bench.self]
+        subcommands: [Cluster.self, ReplicaCommand.self, Submit.self, Show.self, Tail.self, Check.self, Bench.self, Chaos.self]
     )
 }
 

@@ -1,0 +1,376 @@
+import Foundation
+import SteleAudit
+import SteleCore
+import SteleCrypto
+import SteleLedger
+import SteleNode
+import Synchronization
+
+/// How a chaos run goes. Every wait is bounded; the run stops by itself.
+public struct ChaosOptions: Sendable {
+    public var rounds = 20
+    public var seed: UInt64 = 1
+    /// The `stele` executable (runs `stele replica`).
+    public var executable: String
+    /// The scratch directory for the cluster; must not exist or be empty.
+    public var root: String
+    /// Keep the scratch directory at the end (it is always kept when a violation was found
+    /// and this is nil; removed when false).
+    public var keepDirectory: Bool?
+    /// Submissions kept in flight by the load (one client, pipelined).
+    public var concurrentSubmits = 8
+    /// While a fault holds, wait for this many new acknowledgements before healing it.
+    public var acksPerFault = 10
+    /// Every this many rounds, the fault is a torn write (0: never).
+    public var tornWriteEvery = 4
+    public var submitTimeout: Duration = .seconds(20)
+    /// Bound on waiting for acknowledgements while a fault holds (a liveness violation past it).
+    public var progressTimeout: Duration = .seconds(60)
+    /// Bound on waiting for a healed replica to reach the others' height.
+    public var catchUpTimeout: Duration = .seconds(90)
+    public var tickMilliseconds = 20
+
+    public init(executable: String, root: String) {
+        self.executable = executable
+        self.root = root
+    }
+}
+
+/// What one fault did.
+public enum ChaosFault: String, Sendable {
+    case kill = "SIGKILL + restart"
+    case pause = "SIGSTOP + SIGCONT"
+    case tornWrite = "SIGKILL + torn ledger tail + restart"
+}
+
+public struct ChaosSummary: Sendable, CustomStringConvertible {
+    public var seed: UInt64 = 0
+    public var roundsPlanned = 0
+    public var roundsRun = 0
+    public var kills = 0
+    public var pauses = 0
+    public var tornWrites: [TornWrite] = []
+    public var acknowledged = 0
+    /// Submissions that got no f+1 matching replies in time (not an error: unacknowledged).
+    public var unacknowledged = 0
+    public var heights: [ReplicaID: UInt64] = [:]
+    public var views: [ReplicaID: UInt64] = [:]
+    public var auditVerdict = "not run"
+    public var auditedBlocks = 0
+    public var violations: [ChaosViolation] = []
+    public var duration: Duration = .zero
+    public var directory = ""
+
+    public var passed: Bool { violations.isEmpty }
+
+    public var description: String {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        var lines = [
+            "chaos summary (seed \(seed))",
+            "  rounds       \(roundsRun) of \(roundsPlanned)",
+            "  faults       \(kills) SIGKILL+restart, \(pauses) SIGSTOP+SIGCONT, \(tornWrites.count) torn ledger tails",
+            "  acks         \(acknowledged) acknowledged (f+1 matching replies), \(unacknowledged) submissions unacknowledged",
+            "  heights      " + heights.sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value)" }.joined(separator: " "),
+            "  final views  " + views.sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value)" }.joined(separator: " "),
+            "  stele-check  \(auditVerdict) (\(auditedBlocks) blocks audited)",
+            String(format: "  time         %.1f s", seconds),
+        ]
+        if violations.isEmpty {
+            lines.append("  verdict      PASS: every ack in every ledger exactly once, ledgers agree, stele-check passes")
+        } else {
+            lines.append("  verdict      FAIL: \(violations.count) violations")
+            for violation in violations.prefix(30) { lines.append("    - \(violation)") }
+            if violations.count > 30 { lines.append("    ... and \(violations.count - 30) more") }
+        }
+        if !directory.isEmpty { lines.append("  directory    \(directory)") }
+        return lines.joined(separator: "\n")
+    }
+}
+
+/// The client load: `concurrentSubmits` submissions always in flight from one client, each
+/// acknowledgement recorded. Stops after `stop()` once the submissions in flight return.
+final class ChaosLoad: Sendable {
+    let client: PublicKey
+    let timeout: Duration
+    private let acks = Mutex<[Acknowledgement]>([])
+    private let failures = Atomic<Int>(0)
+    private let stopping = Atomic<Bool>(false)
+
+    init(client: PublicKey, timeout: Duration) {
+        self.client = client
+        self.timeout = timeout
+    }
+
+    var acknowledged: [Acknowledgement] { acks.withLock { $0 } }
+    var ackCount: Int { acks.withLock { $0.count } }
+    var failureCount: Int { failures.load(ordering: .relaxed) }
+
+    func stop() { stopping.store(true, ordering: .relaxed) }
+
+    func worker(_ index: Int, client: SteleClient) async {
+        var count = 0
+        while !stopping.load(ordering: .relaxed) {
+            _ = await submit(Array("chaos-w\(index)-\(count)".utf8), client: client)
+            count += 1
+        }
+    }
+
+    /// One submission; the acknowledgement, or nil if it was not acknowledged in time.
+    func submit(_ payload: [UInt8], client: SteleClient) async -> Acknowledgement? {
+        do {
+            let result = try await client.submit(payload, timeout: timeout)
+            let ack = Acknowledgement(client: self.client, timestamp: result.timestamp, height: result.height, blockHash: result.blockHash)
+            acks.withLock { $0.append(ack) }
+            return ack
+        } catch {
+            failures.add(1, ordering: .relaxed)
+            return nil
+        }
+    }
+}
+
+/// A Jepsen-style crash-restart run against real replica processes: for each round it picks
+/// (from the seed) a fault and a replica — SIGKILL and restart, SIGSTOP and SIGCONT, or
+/// SIGKILL, a torn last ledger write, and restart — holds it while the other three keep
+/// acknowledging client submissions, heals it and waits until the replica has caught up. At
+/// most one replica (f = 1) is down, stopped or behind at any time. At the end it brings all
+/// four ledgers to the same height and checks that every acknowledged transaction is in every
+/// ledger exactly once at its acknowledged height and block, that the ledgers agree, and that
+/// stele-check passes.
+public final class ChaosRunner {
+    let options: ChaosOptions
+    let report: @Sendable (String) -> Void
+    private var generator: SeededGenerator
+    private var summary = ChaosSummary()
+
+    public init(options: ChaosOptions, report: @escaping @Sendable (String) -> Void) {
+        self.options = options
+        self.report = report
+        self.generator = SeededGenerator(seed: options.seed)
+    }
+
+    public func run() async throws -> ChaosSummary {
+        let started = ContinuousClock.now
+        summary = ChaosSummary()
+        summary.seed = options.seed
+        summary.roundsPlanned = options.rounds
+        var settings = ReplicaProcesses.Settings(executable: options.executable, root: options.root)
+        settings.tickMilliseconds = options.tickMilliseconds
+        let cluster = try ReplicaProcesses(settings: settings)
+        summary.directory = cluster.directory.root
+        defer {
+            let keep = options.keepDirectory ?? !summary.violations.isEmpty
+            cluster.shutdown(keepDirectory: keep)
+            if !keep { summary.directory = "" }
+        }
+        report("chaos: seed \(options.seed), \(options.rounds) rounds, 4 replicas (f = 1, K = \(cluster.config.parameters.checkpointInterval)) in \(cluster.directory.root)")
+        try cluster.startAll()
+        let load = ChaosLoad(client: cluster.clientKey.publicKey, timeout: options.submitTimeout)
+        try await cluster.withClient { client in
+            let serving = await pollUntil(timeout: .seconds(60)) { await self.statuses(client, cluster).count == cluster.replicaIDs.count }
+            guard serving else {
+                summary.violations.append(ChaosViolation(.noProgress, replica: nil, "the replicas did not all answer within 60 s of starting"))
+                return
+            }
+            await withTaskGroup(of: Void.self) { group in
+                for index in 0..<options.concurrentSubmits {
+                    group.addTask { await load.worker(index, client: client) }
+                }
+                await runRounds(cluster: cluster, client: client, load: load)
+                load.stop()
+                await group.waitForAll()
+            }
+            await catchUpAll(cluster: cluster, client: client, load: load)
+            for (id, status) in await statuses(client, cluster) { summary.views[id] = status.view }
+        }
+        cluster.stopAll()
+        summary.acknowledged = load.ackCount
+        summary.unacknowledged = load.failureCount
+        verify(cluster: cluster, acks: load.acknowledged)
+        summary.duration = started.duration(to: .now)
+        return summary
+    }
+
+    // MARK: Rounds
+
+    private func runRounds(cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async {
+        for round in 1...max(1, options.rounds) where options.rounds > 0 {
+            let roundStarted = ContinuousClock.now
+            let fault = nextFault(round)
+            let victim = ReplicaID(UInt16(generator.next() % UInt64(cluster.replicaIDs.count)))
+            let problems = await runRound(fault, victim: victim, cluster: cluster, client: client, load: load)
+            summary.roundsRun = round
+            let seconds = Double(roundStarted.duration(to: .now).components.seconds)
+                + Double(roundStarted.duration(to: .now).components.attoseconds) / 1e18
+            let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }
+            report(String(format: "round %3d/%d  %-38@ replica %d  %5.1f s  acks %6d  heights %@",
+                          round, options.rounds, fault.rawValue as NSString, Int(victim.value), seconds, load.ackCount,
+                          heights.joined(separator: " ") as NSString)
+                   + (problems.isEmpty ? "" : "  VIOLATION"))
+            for problem in problems { report("  \(problem)") }
+            summary.violations += problems
+            if !problems.isEmpty {
+                report("chaos: stopping the rounds after a violation; checking what was acknowledged so far")
+                return
+            }
+        }
+    }
+
+    private func nextFault(_ round: Int) -> ChaosFault {
+        if options.tornWriteEvery > 0, round % options.tornWriteEvery == 0 { return .tornWrite }
+        return generator.next() % 2 == 0 ? .kill : .pause
+    }
+
+    private func runRound(_ fault: ChaosFault, victim: ReplicaID, cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async -> [ChaosViolation] {
+        if let exited = exitedReplicas(cluster), !exited.isEmpty { return exited }
+        let acksBefore = load.ackCount
+        var torn: TornWrite?
+        switch fault {
+        case .kill:
+            cluster.kill9(victim)
+            summary.kills += 1
+        case .pause:
+            cluster.pause(victim)
+            summary.pauses += 1
+        case .tornWrite:
+            cluster.kill9(victim)
+            summary.kills += 1
+            do {
+                torn = try cluster.tearLedgerTail(victim, using: &generator)
+            } catch {
+                report("  (no torn write: \(error))")
+            }
+        }
+        if let torn {
+            summary.tornWrites.append(torn)
+            report("  torn write: \(torn)")
+        }
+        var problems: [ChaosViolation] = []
+        // Hold the fault while the other three keep acknowledging.
+        let target = acksBefore + options.acksPerFault
+        let progressed = await pollUntil(timeout: options.progressTimeout) { load.ackCount >= target }
+        if !progressed {
+            problems.append(ChaosViolation(.noProgress, replica: nil,
+                "\(load.ackCount - acksBefore) acks in \(options.progressTimeout) with replica \(victim.value) faulty (\(fault.rawValue)); wanted \(options.acksPerFault)"))
+        }
+        // Heal, then wait until the victim holds what the others held when it came back.
+        let others = cluster.replicaIDs.filter { $0 != victim }
+        let heightTarget = await statuses(client, cluster, only: others).values.map(\.height).max() ?? 0
+        let logOffset = cluster.logByteCount(victim)
+        switch fault {
+        case .kill, .tornWrite:
+            do {
+                try cluster.start(victim)
+            } catch {
+                return problems + [ChaosViolation(.processExited, replica: victim, "cannot restart: \(error)")]
+            }
+        case .pause:
+            cluster.resume(victim)
+        }
+        let caughtUp = await pollUntil(timeout: options.catchUpTimeout) {
+            guard cluster.isRunning(victim) else { return true }  // reported below
+            return (await client.status(of: victim, timeout: .milliseconds(500))?.height ?? 0) >= heightTarget
+        }
+        if !cluster.isRunning(victim) {
+            problems.append(ChaosViolation(.processExited, replica: victim, "exited after the restart:\n\(cluster.logTail(victim))"))
+        } else if !caughtUp {
+            let height = await client.status(of: victim)?.height
+            problems.append(ChaosViolation(.notCaughtUp, replica: victim,
+                "height \(height.map(String.init) ?? "unknown") after \(options.catchUpTimeout), the others had \(heightTarget) when it came back\n\(cluster.logTail(victim))"))
+        }
+        if let torn { problems += checkTornTailReported(torn, log: cluster.log(victim, after: logOffset)) }
+        return problems
+    }
+
+    /// The restarted replica must have found the torn record, dropped it and started from the
+    /// block below it: its log says so.
+    private func checkTornTailReported(_ torn: TornWrite, log: String) -> [ChaosViolation] {
+        let expected = "torn tail at byte \(torn.recordOffset) after height \(torn.height - 1)"
+        guard log.contains(expected) else {
+            return [ChaosViolation(.tornTailNotReported, replica: torn.replica,
+                "its log after the restart does not say \"\(expected)\":\n\(log.split(separator: "\n").prefix(10).joined(separator: "\n"))")]
+        }
+        return []
+    }
+
+    private func exitedReplicas(_ cluster: ReplicaProcesses) -> [ChaosViolation]? {
+        let exited = cluster.replicaIDs.filter { !cluster.isRunning($0) }
+        return exited.map { ChaosViolation(.processExited, replica: $0, "exited on its own:\n\(cluster.logTail($0))") }
+    }
+
+    // MARK: The end
+
+    /// Brings every replica to the same height: a replica that was behind catches up by state
+    /// transfer at checkpoint granularity, so submit (one at a time) past the next checkpoint
+    /// and poll until all four report the same height; a few attempts, each bounded.
+    private func catchUpAll(cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async {
+        let interval = Int(cluster.config.parameters.checkpointInterval)
+        for attempt in 1...6 {
+            let equal = await pollUntil(timeout: .seconds(attempt == 1 ? 5 : 20)) {
+                let statuses = await self.statuses(client, cluster)
+                return statuses.count == cluster.replicaIDs.count && Set(statuses.values.map(\.height)).count == 1
+            }
+            if equal { return }
+            let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }
+            report("catch-up \(attempt): heights \(heights.joined(separator: " ")); submitting \(interval + 1) more, one at a time")
+            for index in 0..<(interval + 1) {
+                _ = await load.submit(Array("chaos-catch-up-\(attempt)-\(index)".utf8), client: client)
+            }
+        }
+        let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }
+        summary.violations.append(ChaosViolation(.notCaughtUp, replica: nil, "the replicas did not reach one height: \(heights.joined(separator: " "))"))
+    }
+
+    /// The four ledger files, read after every replica stopped.
+    private func verify(cluster: ReplicaProcesses, acks: [Acknowledgement]) {
+        var ledgers: [ReplicaID: [CertifiedBlock]] = [:]
+        for id in cluster.replicaIDs {
+            do {
+                let store = try cluster.openLedger(id)
+                if let torn = store.openReport.tornTail {
+                    summary.violations.append(ChaosViolation(.ledgerUnreadable, replica: id, "a torn tail after a clean stop: \(torn)"))
+                }
+                ledgers[id] = try cluster.ledgerBlocks(id)
+                summary.heights[id] = UInt64(ledgers[id]?.count ?? 0)
+            } catch {
+                summary.violations.append(ChaosViolation(.ledgerUnreadable, replica: id, "\(error)"))
+            }
+        }
+        summary.violations += AckChecker.check(acks: acks, ledgers: ledgers, requireEqualHeights: true)
+        for torn in summary.tornWrites {
+            guard let blocks = ledgers[torn.replica], blocks.count >= Int(torn.height) else { continue }
+            let hash = blocks[Int(torn.height) - 1].hash
+            if hash != torn.blockHash {
+                summary.violations.append(ChaosViolation(.tornBlockServed, replica: torn.replica,
+                    "block \(torn.height) is \(hash.hex.prefix(16)) after recovery; the committed one was \(torn.blockHash.hex.prefix(16))"))
+            }
+        }
+        do {
+            let report = try Auditor(config: cluster.config).audit(paths: cluster.replicaIDs.map { cluster.ledgerPath($0) })
+            summary.auditVerdict = report.verdict == .pass ? "pass" : "VIOLATION"
+            summary.auditedBlocks = report.files.reduce(0) { $0 + $1.blockCount }
+            for finding in report.violations {
+                summary.violations.append(ChaosViolation(.auditFailed, replica: nil, "\(finding)"))
+            }
+        } catch {
+            summary.auditVerdict = "error"
+            summary.violations.append(ChaosViolation(.auditFailed, replica: nil, "\(error)"))
+        }
+    }
+
+    // MARK: Status
+
+    /// The status of every replica (or of `only`) that answers within half a second.
+    private func statuses(_ client: SteleClient, _ cluster: ReplicaProcesses, only: [ReplicaID]? = nil) async -> [ReplicaID: ReplicaStatus] {
+        await withTaskGroup(of: (ReplicaID, ReplicaStatus?).self) { group in
+            for id in only ?? cluster.replicaIDs {
+                group.addTask { (id, await client.status(of: id, timeout: .milliseconds(500))) }
+            }
+            var result: [ReplicaID: ReplicaStatus] = [:]
+            for await (id, status) in group {
+                if let status { result[id] = status }
+            }
+            return result
+        }
+    }
+}
