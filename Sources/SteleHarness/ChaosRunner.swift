@@ -158,10 +158,10 @@ public final class ChaosRunner {
         settings.tickMilliseconds = options.tickMilliseconds
         let cluster = try ReplicaProcesses(settings: settings)
         summary.directory = cluster.directory.root
+        var finished = false
         defer {
-            let keep = options.keepDirectory ?? !summary.violations.isEmpty
-            cluster.shutdown(keepDirectory: keep)
-            if !keep { summary.directory = "" }
+            // Thrown out of the run: still stop every process; keep the directory unless told not to.
+            if !finished { cluster.shutdown(keepDirectory: options.keepDirectory ?? true) }
         }
         report("chaos: seed \(options.seed), \(options.rounds) rounds, 4 replicas (f = 1, K = \(cluster.config.parameters.checkpointInterval)) in \(cluster.directory.root)")
         try cluster.startAll()
@@ -187,6 +187,10 @@ public final class ChaosRunner {
         summary.acknowledged = load.ackCount
         summary.unacknowledged = load.failureCount
         verify(cluster: cluster, acks: load.acknowledged)
+        let keep = options.keepDirectory ?? !summary.passed
+        cluster.shutdown(keepDirectory: keep)
+        finished = true
+        if !keep { summary.directory = "" }
         summary.duration = started.duration(to: .now)
         return summary
     }
@@ -224,6 +228,9 @@ public final class ChaosRunner {
     private func runRound(_ fault: ChaosFault, victim: ReplicaID, cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async -> [ChaosViolation] {
         if let exited = exitedReplicas(cluster), !exited.isEmpty { return exited }
         let acksBefore = load.ackCount
+        let acksWanted = options.acksPerFault + Int(generator.next() % UInt64(2 * options.acksPerFault + 1))
+        let victimHeight = await client.status(of: victim, timeout: .seconds(1))?.height ?? 0
+        let others = cluster.replicaIDs.filter { $0 != victim }
         var torn: TornWrite?
         switch fault {
         case .kill:
@@ -236,7 +243,12 @@ public final class ChaosRunner {
             cluster.kill9(victim)
             summary.kills += 1
             do {
-                torn = try cluster.tearLedgerTail(victim, using: &generator)
+                // Alternately the last block record (a torn append) and one up to K blocks
+                // below the head (a torn group-commit write of several blocks, which may reach
+                // below the replica's stable checkpoint).
+                let interval = cluster.config.parameters.checkpointInterval
+                let depth = summary.tornWrites.count % 2 == 0 ? 0 : 1 + generator.next() % interval
+                torn = try cluster.tearLedgerTail(victim, blocksBelowHead: depth, using: &generator)
             } catch {
                 report("  (no torn write: \(error))")
             }
@@ -246,15 +258,21 @@ public final class ChaosRunner {
             report("  torn write: \(torn)")
         }
         var problems: [ChaosViolation] = []
-        // Hold the fault while the other three keep acknowledging.
-        let target = acksBefore + options.acksPerFault
-        let progressed = await pollUntil(timeout: options.progressTimeout) { load.ackCount >= target }
+        // Hold the fault while the other three keep acknowledging, at least until they have a
+        // stable checkpoint above the victim's height: they have then discarded the protocol
+        // messages for what the victim misses, and it can only catch up by state transfer.
+        let target = acksBefore + acksWanted
+        var othersStable: UInt64 = 0
+        let progressed = await pollUntil(timeout: options.progressTimeout) {
+            guard load.ackCount >= target else { return false }
+            othersStable = await self.statuses(client, cluster, only: others).values.map(\.stableCheckpoint).max() ?? 0
+            return othersStable > victimHeight
+        }
         if !progressed {
             problems.append(ChaosViolation(.noProgress, replica: nil,
-                "\(load.ackCount - acksBefore) acks in \(options.progressTimeout) with replica \(victim.value) faulty (\(fault.rawValue)); wanted \(options.acksPerFault)"))
+                "\(load.ackCount - acksBefore) acks (wanted \(acksWanted)) and the others' stable checkpoint at \(othersStable) (wanted above \(victimHeight)) after \(options.progressTimeout) with replica \(victim.value) faulty (\(fault.rawValue))"))
         }
         // Heal, then wait until the victim holds what the others held when it came back.
-        let others = cluster.replicaIDs.filter { $0 != victim }
         let heightTarget = await statuses(client, cluster, only: others).values.map(\.height).max() ?? 0
         let logOffset = cluster.logByteCount(victim)
         switch fault {

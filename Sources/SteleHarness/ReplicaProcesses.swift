@@ -52,6 +52,9 @@ public final class ReplicaProcesses: Sendable {
 
     public init(settings: Settings) throws {
         self.settings = settings
+        // `shutdown` removes the directory: never take over one that holds anything.
+        let existing = (try? FileManager.default.contentsOfDirectory(atPath: settings.root)) ?? []
+        guard existing.isEmpty else { throw ClusterDirectoryError("\(settings.root) is not empty; give a new or empty scratch directory") }
         let ports = try LocalPorts.free(settings.replicas)
         // `cluster init` numbers ports from a base port; rewrite the config with ephemeral ones.
         try ClusterDirectory.initialize(root: settings.root, replicas: settings.replicas, f: nil, host: "127.0.0.1",

@@ -15,9 +15,11 @@ public struct TornWrite: Sendable, CustomStringConvertible {
     public let recordByteCount: UInt64
     public let cutOffset: UInt64
     public let fileByteCountBefore: UInt64
+    /// The ledger's head before the cut.
+    public let headBefore: UInt64
 
     public var description: String {
-        "replica \(replica.value): cut block \(height) (record at byte \(recordOffset), \(recordByteCount) bytes) at byte \(cutOffset); file \(fileByteCountBefore) -> \(cutOffset) bytes"
+        "replica \(replica.value): cut block \(height) of \(headBefore) (record at byte \(recordOffset), \(recordByteCount) bytes) at byte \(cutOffset); file \(fileByteCountBefore) -> \(cutOffset) bytes"
     }
 }
 
@@ -34,15 +36,17 @@ public enum TornWriteError: Error, CustomStringConvertible {
 }
 
 extension ReplicaProcesses {
-    /// Cuts the last block record of replica `id`'s ledger at a point strictly inside it
-    /// (chosen by `generator`), as a crash in the middle of writing it would. The replica must
-    /// not be running. Whatever followed the block (a checkpoint record) is cut off too.
-    public func tearLedgerTail(_ id: ReplicaID, using generator: inout SeededGenerator) throws -> TornWrite {
+    /// Cuts a block record of replica `id`'s ledger at a point strictly inside it (chosen by
+    /// `generator`), as a crash in the middle of writing it would, and drops everything after
+    /// it. `blocksBelowHead` = 0 cuts the last block; k > 0 cuts the block k below the head,
+    /// as a torn group-commit write (one write of several blocks) would. The replica must not
+    /// be running.
+    public func tearLedgerTail(_ id: ReplicaID, blocksBelowHead: UInt64 = 0, using generator: inout SeededGenerator) throws -> TornWrite {
         precondition(!isRunning(id), "tear the ledger of a stopped replica only")
         let path = ledgerPath(id)
         let store = try openLedger(id)
-        let height = store.head.height
-        guard height.value >= 1 else { throw TornWriteError.emptyLedger(path) }
+        guard store.head.height.value >= 1 else { throw TornWriteError.emptyLedger(path) }
+        let height = SequenceNumber(store.head.height.value - min(blocksBelowHead, store.head.height.value - 1))
         var cursor = store.entries()
         var last: LedgerEntry?
         while let entry = try cursor.next() {
@@ -54,6 +58,7 @@ extension ReplicaProcesses {
         let before = store.byteCount
         guard truncate(path, off_t(cut)) == 0 else { throw TornWriteError.truncateFailed(path, errno) }
         return TornWrite(replica: id, height: height.value, blockHash: block.hash, recordOffset: last.offset,
-                         recordByteCount: last.byteCount, cutOffset: cut, fileByteCountBefore: before)
+                         recordByteCount: last.byteCount, cutOffset: cut, fileByteCountBefore: before,
+                         headBefore: store.head.height.value)
     }
 }
