@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Dependencies point one way:
-// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- {SteleNode, SteleSim} <- SteleHarness <- executables
+// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- {SteleNode, SteleSim} <- executables
+// SteleNode <- SteleHarness (real replica processes, the crash-restart runner) <- stele
 let package = Package(
     name: "Stele",
     platforms: [.macOS(.v14)],
