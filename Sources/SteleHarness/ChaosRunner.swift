@@ -40,7 +40,11 @@ public struct ChaosOptions: Sendable {
 public enum ChaosFault: String, Sendable {
     case kill = "SIGKILL + restart"
     case pause = "SIGSTOP + SIGCONT"
-    case tornWrite = "SIGKILL + torn ledger tail + restart"
+    case tornWrite = "SIGKILL + torn ledger + restart"
+}
+
+func seconds(_ duration: Duration) -> Double {
+    Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
 }
 
 public struct ChaosSummary: Sendable, CustomStringConvertible {
@@ -64,16 +68,15 @@ public struct ChaosSummary: Sendable, CustomStringConvertible {
     public var passed: Bool { violations.isEmpty }
 
     public var description: String {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         var lines = [
             "chaos summary (seed \(seed))",
             "  rounds       \(roundsRun) of \(roundsPlanned)",
-            "  faults       \(kills) SIGKILL+restart, \(pauses) SIGSTOP+SIGCONT, \(tornWrites.count) torn ledger tails",
+            "  faults       \(kills) SIGKILL+restart (\(tornWrites.count) of them with a torn ledger tail), \(pauses) SIGSTOP+SIGCONT",
             "  acks         \(acknowledged) acknowledged (f+1 matching replies), \(unacknowledged) submissions unacknowledged",
             "  heights      " + heights.sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value)" }.joined(separator: " "),
             "  final views  " + views.sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value)" }.joined(separator: " "),
             "  stele-check  \(auditVerdict) (\(auditedBlocks) blocks audited)",
-            String(format: "  time         %.1f s", seconds),
+            String(format: "  time         %.1f s", seconds(duration)),
         ]
         if violations.isEmpty {
             lines.append("  verdict      PASS: every ack in every ledger exactly once, ledgers agree, stele-check passes")
@@ -129,11 +132,13 @@ final class ChaosLoad: Sendable {
     }
 }
 
-/// A Jepsen-style crash-restart run against real replica processes: for each round it picks
-/// (from the seed) a fault and a replica — SIGKILL and restart, SIGSTOP and SIGCONT, or
-/// SIGKILL, a torn last ledger write, and restart — holds it while the other three keep
-/// acknowledging client submissions, heals it and waits until the replica has caught up. At
-/// most one replica (f = 1) is down, stopped or behind at any time. At the end it brings all
+/// A Jepsen-style crash-restart run against real replica processes. Each round has a crash —
+/// SIGKILL and restart, or SIGKILL, a torn ledger tail and restart — and a pause — SIGSTOP and
+/// SIGCONT —, in a seeded order with seeded victims. Each fault is held while the other three
+/// keep acknowledging client submissions, until they hold a stable checkpoint above the
+/// victim's height; then it is healed, and the run waits until the victim holds what the
+/// others held when it came back. At most one replica (f = 1) is down or stopped at a time,
+/// and the next fault waits until the last victim has caught up. At the end it brings all
 /// four ledgers to the same height and checks that every acknowledged transaction is in every
 /// ledger exactly once at its acknowledged height and block, that the ledgers agree, and that
 /// stele-check passes.
@@ -197,41 +202,50 @@ public final class ChaosRunner {
 
     // MARK: Rounds
 
+    /// Each round: a crash (SIGKILL and restart, or every `tornWriteEvery`-th round a torn
+    /// ledger tail) and a pause (SIGSTOP and SIGCONT), in a seeded order, each of a seeded
+    /// victim, one after the other.
     private func runRounds(cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async {
         for round in 1...max(1, options.rounds) where options.rounds > 0 {
-            let roundStarted = ContinuousClock.now
-            let fault = nextFault(round)
-            let victim = ReplicaID(UInt16(generator.next() % UInt64(cluster.replicaIDs.count)))
-            let problems = await runRound(fault, victim: victim, cluster: cluster, client: client, load: load)
-            summary.roundsRun = round
-            let seconds = Double(roundStarted.duration(to: .now).components.seconds)
-                + Double(roundStarted.duration(to: .now).components.attoseconds) / 1e18
-            let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }
-            report(String(format: "round %3d/%d  %-38@ replica %d  %5.1f s  acks %6d  heights %@",
-                          round, options.rounds, fault.rawValue as NSString, Int(victim.value), seconds, load.ackCount,
-                          heights.joined(separator: " ") as NSString)
-                   + (problems.isEmpty ? "" : "  VIOLATION"))
-            for problem in problems { report("  \(problem)") }
-            summary.violations += problems
-            if !problems.isEmpty {
-                report("chaos: stopping the rounds after a violation; checking what was acknowledged so far")
-                return
+            let crash: ChaosFault = options.tornWriteEvery > 0 && round % options.tornWriteEvery == 0 ? .tornWrite : .kill
+            let faults: [ChaosFault] = generator.next() % 2 == 0 ? [crash, .pause] : [.pause, crash]
+            for fault in faults {
+                let started = ContinuousClock.now
+                let victim = ReplicaID(UInt16(generator.next() % UInt64(cluster.replicaIDs.count)))
+                let outcome = await runFault(fault, victim: victim, cluster: cluster, client: client, load: load)
+                let problems = outcome.problems
+                let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }
+                report(String(format: "round %3d/%d  %-31@ r%d  %5.1f s (held %4.1f, caught up in %4.1f)  acks %6d  heights %@",
+                              round, options.rounds, fault.rawValue as NSString, Int(victim.value), seconds(started.duration(to: .now)),
+                              seconds(outcome.held), seconds(outcome.catchUp), load.ackCount, heights.joined(separator: " ") as NSString)
+                       + (problems.isEmpty ? "" : "  VIOLATION"))
+                for problem in problems { report("  \(problem)") }
+                summary.violations += problems
+                if !problems.isEmpty {
+                    report("chaos: stopping the rounds after a violation; checking what was acknowledged so far")
+                    return
+                }
             }
+            summary.roundsRun = round
         }
     }
 
-    private func nextFault(_ round: Int) -> ChaosFault {
-        if options.tornWriteEvery > 0, round % options.tornWriteEvery == 0 { return .tornWrite }
-        return generator.next() % 2 == 0 ? .kill : .pause
+    struct FaultOutcome {
+        var problems: [ChaosViolation] = []
+        /// From injecting the fault to healing it.
+        var held: Duration = .zero
+        /// From healing it to the victim holding what the others held then.
+        var catchUp: Duration = .zero
     }
 
-    private func runRound(_ fault: ChaosFault, victim: ReplicaID, cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async -> [ChaosViolation] {
-        if let exited = exitedReplicas(cluster), !exited.isEmpty { return exited }
+    private func runFault(_ fault: ChaosFault, victim: ReplicaID, cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async -> FaultOutcome {
+        if let exited = exitedReplicas(cluster), !exited.isEmpty { return FaultOutcome(problems: exited) }
         let acksBefore = load.ackCount
         let acksWanted = options.acksPerFault + Int(generator.next() % UInt64(2 * options.acksPerFault + 1))
         let victimHeight = await client.status(of: victim, timeout: .seconds(1))?.height ?? 0
         let others = cluster.replicaIDs.filter { $0 != victim }
         var torn: TornWrite?
+        let injected = ContinuousClock.now
         switch fault {
         case .kill:
             cluster.kill9(victim)
@@ -275,12 +289,13 @@ public final class ChaosRunner {
         // Heal, then wait until the victim holds what the others held when it came back.
         let heightTarget = await statuses(client, cluster, only: others).values.map(\.height).max() ?? 0
         let logOffset = cluster.logByteCount(victim)
+        let healed = ContinuousClock.now
         switch fault {
         case .kill, .tornWrite:
             do {
                 try cluster.start(victim)
             } catch {
-                return problems + [ChaosViolation(.processExited, replica: victim, "cannot restart: \(error)")]
+                return FaultOutcome(problems: problems + [ChaosViolation(.processExited, replica: victim, "cannot restart: \(error)")])
             }
         case .pause:
             cluster.resume(victim)
@@ -289,6 +304,7 @@ public final class ChaosRunner {
             guard cluster.isRunning(victim) else { return true }  // reported below
             return (await client.status(of: victim, timeout: .milliseconds(500))?.height ?? 0) >= heightTarget
         }
+        let recovered = ContinuousClock.now
         if !cluster.isRunning(victim) {
             problems.append(ChaosViolation(.processExited, replica: victim, "exited after the restart:\n\(cluster.logTail(victim))"))
         } else if !caughtUp {
@@ -297,7 +313,7 @@ public final class ChaosRunner {
                 "height \(height.map(String.init) ?? "unknown") after \(options.catchUpTimeout), the others had \(heightTarget) when it came back\n\(cluster.logTail(victim))"))
         }
         if let torn { problems += checkTornTailReported(torn, log: cluster.log(victim, after: logOffset)) }
-        return problems
+        return FaultOutcome(problems: problems, held: injected.duration(to: healed), catchUp: healed.duration(to: recovered))
     }
 
     /// The restarted replica must have found the torn record, dropped it and started from the
@@ -332,7 +348,8 @@ public final class ChaosRunner {
             let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }
             report("catch-up \(attempt): heights \(heights.joined(separator: " ")); submitting \(interval + 1) more, one at a time")
             for index in 0..<(interval + 1) {
-                _ = await load.submit(Array("chaos-catch-up-\(attempt)-\(index)".utf8), client: client)
+                // Bounded: an unacknowledged submission ends this attempt.
+                guard await load.submit(Array("chaos-catch-up-\(attempt)-\(index)".utf8), client: client) != nil else { break }
             }
         }
         let heights = await statuses(client, cluster).sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value.height)" }

@@ -10,7 +10,7 @@ import Synchronization
 /// held. Every wait in the harness is one of these: no fixed sleep stands in for a condition.
 public func pollUntil(timeout: Duration, interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
+    while ContinuousClock.now < deadline, !Task.isCancelled {
         if try await condition() { return true }
         try? await Task.sleep(for: interval)
     }

@@ -7,10 +7,10 @@ struct Chaos: AsyncParsableCommand {
         commandName: "chaos",
         abstract: "Crash-restart run against four real replica processes on 127.0.0.1 (Jepsen-style).",
         discussion: """
-        For each round (seeded): SIGKILL a replica and restart it, or SIGSTOP and SIGCONT it, or
-        (every --torn-every rounds) SIGKILL it, cut its ledger file inside the last block record
-        and restart it — never more than one replica (f = 1) down, stopped or behind at a time —
-        while a client keeps --concurrent submissions in flight. At the end all four ledgers
+        Each round, one after the other (seeded order and victims): SIGKILL a replica and restart
+        it (every --torn-every rounds: SIGKILL it, cut its ledger file inside a block record and
+        restart it), and SIGSTOP and SIGCONT a replica — never more than one (f = 1) down or
+        stopped at a time, the next only after the last one caught up — while a client keeps --concurrent submissions in flight. At the end all four ledgers
         are brought to one height, and the run checks that every acknowledged transaction is in
         every ledger exactly once at its acknowledged height and block, that the ledgers agree
         and that stele-check passes. Exit 0 = no violation; 1 = a violation (the scratch

@@ -28,15 +28,16 @@ struct CrashRestartTests {
         var options = ChaosOptions(executable: steleExecutable(), root: root)
         options.rounds = 20
         options.seed = 20_260_601
+        options.acksPerFault = 6
         options.keepDirectory = ProcessInfo.processInfo.environment["STELE_KEEP_CHAOS"] != nil
         let runner = ChaosRunner(options: options) { print($0) }
         let summary = try await runner.run()
         print(summary)
         #expect(summary.violations.isEmpty, "\(summary)")
         #expect(summary.roundsRun == 20)
-        #expect(summary.kills >= 1 && summary.pauses >= 1, "both SIGKILL and SIGSTOP rounds ran")
+        #expect(summary.kills == 20 && summary.pauses == 20, "a crash and a pause every round")
         #expect(summary.tornWrites.count == 5, "a torn ledger tail every 4th round")
-        #expect(summary.acknowledged >= 20 * options.acksPerFault)
+        #expect(summary.acknowledged >= 40 * options.acksPerFault, "every fault held until enough acks")
         #expect(summary.auditVerdict == "pass")
         #expect(Set(summary.heights.values).count == 1, "all four ledgers end at one height: \(summary.heights)")
         #expect(!FileManager.default.fileExists(atPath: root) || options.keepDirectory == true, "the scratch directory is removed")
