@@ -27,7 +27,7 @@ public struct ChaosOptions: Sendable {
     /// Bound on waiting for acknowledgements while a fault holds (a liveness violation past it).
     public var progressTimeout: Duration = .seconds(60)
     /// Bound on waiting for a healed replica to reach the others' height.
-    public var catchUpTimeout: Duration = .seconds(90)
+    public var catchUpTimeout: Duration = .seconds(60)
     public var tickMilliseconds = 20
 
     public init(executable: String, root: String) {
@@ -70,7 +70,7 @@ public struct ChaosSummary: Sendable, CustomStringConvertible {
     public var description: String {
         var lines = [
             "chaos summary (seed \(seed))",
-            "  rounds       \(roundsRun) of \(roundsPlanned)",
+            "  rounds       \(roundsRun) of \(roundsPlanned) completed",
             "  faults       \(kills) SIGKILL+restart (\(tornWrites.count) of them with a torn ledger tail), \(pauses) SIGSTOP+SIGCONT",
             "  acks         \(acknowledged) acknowledged (f+1 matching replies), \(unacknowledged) submissions unacknowledged",
             "  heights      " + heights.sorted { $0.key < $1.key }.map { "r\($0.key.value)=\($0.value)" }.joined(separator: " "),
@@ -82,8 +82,17 @@ public struct ChaosSummary: Sendable, CustomStringConvertible {
             lines.append("  verdict      PASS: every ack in every ledger exactly once, ledgers agree, stele-check passes")
         } else {
             lines.append("  verdict      FAIL: \(violations.count) violations")
-            for violation in violations.prefix(30) { lines.append("    - \(violation)") }
-            if violations.count > 30 { lines.append("    ... and \(violations.count - 30) more") }
+            // In the order first seen, a count per kind and replica, then the first few of each.
+            var kinds: [ChaosViolation.Kind] = []
+            for violation in violations where !kinds.contains(violation.kind) { kinds.append(violation.kind) }
+            for kind in kinds {
+                let ofKind = violations.filter { $0.kind == kind }
+                let perReplica = Dictionary(grouping: ofKind, by: { $0.replica.map { "r\($0.value)" } ?? "cluster" })
+                    .sorted { $0.key < $1.key }.map { "\($0.key) ×\($0.value.count)" }.joined(separator: ", ")
+                lines.append("    \(kind.rawValue) ×\(ofKind.count) (\(perReplica))")
+                for violation in ofKind.prefix(5) { lines.append("      - \(violation)") }
+                if ofKind.count > 5 { lines.append("      ... and \(ofKind.count - 5) more") }
+            }
         }
         if !directory.isEmpty { lines.append("  directory    \(directory)") }
         return lines.joined(separator: "\n")
