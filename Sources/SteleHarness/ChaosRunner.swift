@@ -197,6 +197,8 @@ public final class ChaosRunner {
             await catchUpAll(cluster: cluster, client: client, load: load)
             for (id, status) in await statuses(client, cluster) { summary.views[id] = status.view }
         }
+        // A replica that died on its own since the last fault is a violation too.
+        summary.violations += exitedReplicas(cluster) ?? []
         cluster.stopAll()
         summary.acknowledged = load.ackCount
         summary.unacknowledged = load.failureCount
@@ -248,7 +250,7 @@ public final class ChaosRunner {
     }
 
     private func runFault(_ fault: ChaosFault, victim: ReplicaID, cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async -> FaultOutcome {
-        if let exited = exitedReplicas(cluster), !exited.isEmpty { return FaultOutcome(problems: exited) }
+        if let exited = exitedReplicas(cluster) { return FaultOutcome(problems: exited) }
         let acksBefore = load.ackCount
         let acksWanted = options.acksPerFault + Int(generator.next() % UInt64(2 * options.acksPerFault + 1))
         let victimHeight = await client.status(of: victim, timeout: .seconds(1))?.height ?? 0
@@ -338,6 +340,7 @@ public final class ChaosRunner {
 
     private func exitedReplicas(_ cluster: ReplicaProcesses) -> [ChaosViolation]? {
         let exited = cluster.replicaIDs.filter { !cluster.isRunning($0) }
+        guard !exited.isEmpty else { return nil }
         return exited.map { ChaosViolation(.processExited, replica: $0, "exited on its own:\n\(cluster.logTail($0))") }
     }
 
