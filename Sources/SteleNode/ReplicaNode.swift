@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PBFT
+import SteleAdversary
 import SteleCore
 import SteleCrypto
 import Synchronization
@@ -19,6 +20,10 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var connectedPeers: [UInt16]
     public var committedBlocks: UInt64
     public var viewChanges: UInt64
+    /// The Byzantine mode this replica was started in (`stele replica --byzantine`), if any,
+    /// and how often each kind of misbehaviour happened so far.
+    public var byzantineMode: String? = nil
+    public var byzantineMoves: [String: Int]? = nil
 }
 
 /// The runtime shell around the PBFT core: it verifies signatures, feeds events to the core,
@@ -55,15 +60,19 @@ public final class ReplicaNode: Sendable {
         /// When each pending client request reached this replica (for the latency metric).
         var arrivals: [RequestKey: ContinuousClock.Instant] = [:]
         static let arrivalsMax = 100_000
-        init(replica: Replica, wal: WriteAheadLog, ledger: LedgerArchive) {
+        /// Set only by `stele replica --byzantine MODE`: rewrites what this replica sends.
+        let adversary: ReplicaAdversary?
+        var lastAdversaryLog = ContinuousClock.now
+        init(replica: Replica, wal: WriteAheadLog, ledger: LedgerArchive, adversary: ReplicaAdversary?) {
             self.replica = replica
             self.wal = wal
             self.ledger = ledger
+            self.adversary = adversary
         }
     }
 
     public init(config: ClusterConfig, id: ReplicaID, keyPair: KeyPair, ledger: LedgerArchive, walPath: String,
-                settings: NodeSettings = NodeSettings(), logger: Logger) throws {
+                settings: NodeSettings = NodeSettings(), byzantine: ByzantineMode? = nil, logger: Logger) throws {
         guard config.publicKey(of: id) == keyPair.publicKey else {
             throw ConnectionError(description: "the key file's public key is not replica \(id.value)'s key in the cluster config")
         }
@@ -85,7 +94,14 @@ public final class ReplicaNode: Sendable {
         let head = try ledger.replayHead(config: config)
         let signer = ReplicaSigner(replica: id, cluster: config.cluster, keyPair: keyPair)
         let replica = Replica(config: config, signer: signer, recovery: RecoveryState(ledgerHead: head, records: wal.records))
-        self.core = Mutex(CoreState(replica: replica, wal: wal, ledger: ledger))
+        var adversary: ReplicaAdversary?
+        if let byzantine {
+            let seed = UInt64.random(in: 0...UInt64.max)
+            adversary = ReplicaAdversary(mode: byzantine, config: config, signer: signer, seed: seed)
+            logger.critical("BYZANTINE MODE: this replica attacks its own cluster on purpose; for fault-injection tests only",
+                            metadata: ["mode": "\(byzantine)", "seed": "\(seed)"])
+        }
+        self.core = Mutex(CoreState(replica: replica, wal: wal, ledger: ledger, adversary: adversary))
         self.status = Mutex(ReplicaStatus(
             replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
             height: head.height.value, headHash: head.hash.hex, stableCheckpoint: replica.stableCheckpoint.value,
@@ -141,6 +157,10 @@ public final class ReplicaNode: Sendable {
                     actions += state.replica.handle(event)
                 }
                 try perform(actions, state: state)
+                if let adversary = state.adversary, events.contains(where: { if case .tick = $0 { true } else { false } }) {
+                    for send in adversary.tick(coreView: state.replica.view) { peerLinks[send.to]?.post(.message(send.message)) }
+                    logAdversary(adversary, state: state)
+                }
             }
         }
     }
@@ -178,16 +198,29 @@ public final class ReplicaNode: Sendable {
 
         for action in actions {
             switch action {
-            case .send(let message, let to): peerLinks[to]?.post(.message(message))
+            case .send(let message, let to):
+                if let adversary = state.adversary {
+                    for send in adversary.outgoing(message, to: [to]) { peerLinks[send.to]?.post(.message(send.message)) }
+                } else {
+                    peerLinks[to]?.post(.message(message))
+                }
             case .broadcast(let message):
-                let frame = Frame.message(message)
-                for mailbox in peerLinks.values { mailbox.post(frame) }
+                if let adversary = state.adversary {
+                    for send in adversary.outgoing(message, to: peerLinks.keys.sorted()) { peerLinks[send.to]?.post(.message(send.message)) }
+                } else {
+                    let frame = Frame.message(message)
+                    for mailbox in peerLinks.values { mailbox.post(frame) }
+                }
             case .reply(let reply):
                 if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: reply.timestamp)) {
                     metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
                 }
                 let mailbox = clients.withLock { $0[reply.client] }
-                mailbox?.post(.message(.reply(reply)))
+                if let adversary = state.adversary {
+                    if let message = adversary.reply(reply) { mailbox?.post(.message(message)) }
+                } else {
+                    mailbox?.post(.message(.reply(reply)))
+                }
             case .serveState(let request):
                 serveState(request, state: state)
             case .persist, .commit, .commitCheckpoint:
@@ -227,8 +260,18 @@ public final class ReplicaNode: Sendable {
                 replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
                 height: replica.ledgerHead.height.value, headHash: replica.ledgerHead.hash.hex,
                 stableCheckpoint: replica.stableCheckpoint.value, connectedPeers: peers,
-                committedBlocks: state.committedBlocks, viewChanges: state.viewChanges)
+                committedBlocks: state.committedBlocks, viewChanges: state.viewChanges,
+                byzantineMode: state.adversary?.mode.rawValue, byzantineMoves: state.adversary?.moves)
         }
+    }
+
+    /// A Byzantine replica says so, loudly, every ten seconds.
+    private func logAdversary(_ adversary: ReplicaAdversary, state: CoreState) {
+        let now = ContinuousClock.now
+        guard now - state.lastAdversaryLog >= .seconds(10) else { return }
+        state.lastAdversaryLog = now
+        let moves = adversary.moves.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        logger.warning("BYZANTINE MODE still on", metadata: ["mode": "\(adversary.mode)", "moves": "\(moves)"])
     }
 
     // MARK: Inbound connections
