@@ -24,6 +24,9 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     /// and how often each kind of misbehaviour happened so far.
     public var byzantineMode: String? = nil
     public var byzantineMoves: [String: Int]? = nil
+    /// Client requests and connections shed by the defences, by reason ("rate", "duplicate",
+    /// "signature", "connection").
+    public var shed: [String: Int]? = nil
 }
 
 /// The runtime shell around the PBFT core: it verifies signatures, feeds events to the core,
@@ -40,6 +43,22 @@ public final class ReplicaNode: Sendable {
     let peerLinks: [ReplicaID: Mailbox<Frame>]
     let clients = Mutex<[PublicKey: Mailbox<Frame>]>([:])
     let connectedPeers = Mutex<Set<ReplicaID>>([])
+    /// The one inbound connection each replica may hold open; a newer one closes the older.
+    let inboundReplicaChannels = Mutex<[ReplicaID: any Channel]>([:])
+    /// Inbound connections that have not finished their handshake.
+    let handshakesInFlight = Atomic<Int>(0)
+    /// What the defences shed, by reason (served in the status, next to the metrics).
+    let shedCounts = Mutex<[String: Int]>([:])
+
+    func shed(_ reason: String) {
+        shedCounts.withLock { $0[reason, default: 0] += 1 }
+        switch reason {
+        case "rate": metrics.requestsRateLimited.increment()
+        case "duplicate": metrics.requestsDuplicate.increment()
+        case "signature": metrics.requestsBadSignature.increment()
+        default: metrics.connectionsShed.increment()
+        }
+    }
     let status: Mutex<ReplicaStatus>
     let core: Mutex<CoreState>
     let metrics = NodeMetrics()
@@ -109,7 +128,12 @@ public final class ReplicaNode: Sendable {
         logger.info("recovered", metadata: ["view": "\(replica.view.value)", "height": "\(head.height.value)", "walRecords": "\(wal.records.count)"])
     }
 
-    public var currentStatus: ReplicaStatus { status.withLock { $0 } }
+    public var currentStatus: ReplicaStatus {
+        var current = status.withLock { $0 }
+        let shed = shedCounts.withLock { $0 }
+        current.shed = shed.isEmpty ? nil : shed
+        return current
+    }
 
     /// Runs until the task is cancelled: the server, the peer links, the clock and the core.
     public func run(group: MultiThreadedEventLoopGroup = .singleton) async throws {
@@ -290,6 +314,16 @@ public final class ReplicaNode: Sendable {
     /// never takes the server down.
     private func serveConnection(_ channel: FrameChannel) async {
         let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        // Cheapest check first: too many connections still in their handshake are closed
+        // before any signature is made or checked for them.
+        let inFlight = handshakesInFlight.wrappingAdd(1, ordering: .relaxed).newValue
+        var handshaking = true
+        defer { if handshaking { handshakesInFlight.wrappingSubtract(1, ordering: .relaxed) } }
+        guard inFlight <= settings.handshakesInFlightMax else {
+            shed("connection")
+            try? await channel.channel.close()
+            return
+        }
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
@@ -297,8 +331,20 @@ public final class ReplicaNode: Sendable {
                 let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .replica(id), myKey: keyPair)
                 let peer = try await driver.asAcceptor(inbound: &iterator, outbound: outbound)
                 deadline.cancel()
+                handshaking = false
+                handshakesInFlight.wrappingSubtract(1, ordering: .relaxed)
                 switch peer {
                 case .replica(let peerID):
+                    let previous = inboundReplicaChannels.withLock { $0.updateValue(channel.channel, forKey: peerID) }
+                    if let previous {
+                        shed("connection")
+                        previous.close(promise: nil)
+                    }
+                    defer {
+                        inboundReplicaChannels.withLock { channels in
+                            if let current = channels[peerID], current === channel.channel { channels[peerID] = nil }
+                        }
+                    }
                     try await serveReplica(peerID, iterator: &iterator)
                 case .client(let key):
                     try await serveClient(key, iterator: &iterator, outbound: outbound)
@@ -361,16 +407,40 @@ public final class ReplicaNode: Sendable {
                     try await outbound.write(contentsOf: frames)
                 }
             }
+            var gate = RequestGate(limits: settings.requestLimits)
             while let frame = try await iterator.next() {
                 switch frame {
                 case .message(.request(let request)):
                     guard request.client == key else {
                         throw ConnectionError(description: "client sent a request signed by another key")
                     }
+                    let now = ContinuousClock.now
+                    switch gate.admit(request, now: now) {
+                    case .drop(.rateLimited):
+                        shed("rate")
+                        continue
+                    case .drop(.duplicate):
+                        shed("duplicate")
+                        continue
+                    case .forwardVerified:
+                        inbox.post(.clientRequest(request))
+                        continue
+                    case .verify:
+                        break
+                    }
                     guard request.verifySignature(cluster: config.cluster) else {
+                        shed("signature")
                         logger.debug("dropping request with a bad signature", metadata: ["client": "\(key)"])
+                        do {
+                            try gate.badSignature()
+                        } catch {
+                            shed("connection")
+                            try? await outbound.write(.refusal("\(error)"))
+                            throw ConnectionError(description: "client \(key): \(error)")
+                        }
                         continue
                     }
+                    gate.verified(request, now: now)
                     inbox.post(.clientRequest(request))
                 case .statusRequest:
                     let json = (try? JSONEncoder().encode(currentStatus)).map { Array($0) } ?? []
