@@ -113,3 +113,40 @@ struct ByzantineEndToEndTests {
         }
     }
 }
+
+@Suite("Byzantine modes cannot be switched on by accident")
+struct ByzantineFlagTests {
+    func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: steleExecutable())
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+
+    @Test("--byzantine without --allow-byzantine is refused before anything starts")
+    func refusedWithoutConfirmation() throws {
+        let result = try run(["replica", "--dir", "/nonexistent-stele-dir", "--id", "0", "--byzantine", "silent"])
+        #expect(result.status != 0)
+        #expect(result.output.contains("--allow-byzantine"), "\(result.output)")
+    }
+
+    @Test("an unknown mode is a usage error naming the valid ones")
+    func unknownMode() throws {
+        let result = try run(["replica", "--dir", "/nonexistent-stele-dir", "--id", "0", "--byzantine", "evil", "--allow-byzantine"])
+        #expect(result.status != 0)
+        #expect(result.output.contains("equivocate") && result.output.contains("lying-newview"), "\(result.output)")
+    }
+
+    @Test("cluster start --byzantine takes I:MODE and rejects anything else")
+    func clusterStartSyntax() throws {
+        let result = try run(["cluster", "start", "--dir", "/nonexistent-stele-dir", "--byzantine", "0-silent"])
+        #expect(result.status != 0)
+        #expect(result.output.contains("--byzantine"), "\(result.output)")
+    }
+}
