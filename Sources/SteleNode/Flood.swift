@@ -125,6 +125,32 @@ public enum Flood {
         }
     }
 
+    /// Connects without any handshake, writes `bytes`, and reports whether the replica hung up
+    /// within `bound`.
+    static func sendRawBytes(_ bytes: [UInt8], to endpoint: ReplicaEndpoint, waitingForCloseUpTo bound: Duration) async throws -> Bool {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(2))
+            .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
+                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+            }
+        return try await channel.executeThenClose { inbound, outbound -> Bool in
+            try await outbound.write(ByteBuffer(bytes: bytes))
+            return try await withThrowingTaskGroup(of: Bool.self) { group in
+                group.addTask {
+                    for try await _ in inbound {}
+                    return true
+                }
+                group.addTask {
+                    try await Task.sleep(for: bound)
+                    return false
+                }
+                let first = try await group.next() ?? false
+                group.cancelAll()
+                return first
+            }
+        }
+    }
+
     static func malformedFrames(endpoint: ReplicaEndpoint, report: FloodTally, until deadline: ContinuousClock.Instant) async {
         let attacks: [[UInt8]] = [
             [0x7f, 0xff, 0xff, 0xff] + Array(repeating: 1, count: 64),    // a length far over the limit
@@ -137,29 +163,8 @@ public enum Flood {
             index += 1
             report.withLock { $0.connectionsOpened += 1 }
             do {
-                let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-                    .connectTimeout(.seconds(2))
-                    .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
-                        channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-                    }
-                let closed = try await channel.executeThenClose { inbound, outbound -> Bool in
-                    try await outbound.write(ByteBuffer(bytes: bytes))
-                    report.withLock { $0.framesSent += 1 }
-                    // Wait (bounded) for the replica to hang up.
-                    return try await withThrowingTaskGroup(of: Bool.self) { group in
-                        group.addTask {
-                            for try await _ in inbound {}
-                            return true
-                        }
-                        group.addTask {
-                            try await Task.sleep(for: .seconds(2))
-                            return false
-                        }
-                        let first = try await group.next() ?? false
-                        group.cancelAll()
-                        return first
-                    }
-                }
+                let closed = try await sendRawBytes(bytes, to: endpoint, waitingForCloseUpTo: .seconds(2))
+                report.withLock { $0.framesSent += 1 }
                 if closed { report.withLock { $0.connectionsClosedByReplica += 1 } }
             } catch {
                 report.withLock { $0.connectionsClosedByReplica += 1 }

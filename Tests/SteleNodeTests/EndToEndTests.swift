@@ -97,32 +97,13 @@ struct EndToEndTests {
     }
 
     func sendRaw(_ bytes: [UInt8], to endpoint: ReplicaEndpoint) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: bytes))
-            // The replica must close the connection (or we stop waiting after a bound).
-            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    for try await _ in inbound {}
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(10))
-                    return false
-                }
-                let first = try await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            // A truncated frame simply waits for more bytes: there closing is our side's job.
-            // Garbage, an oversize length and an empty frame must make the replica close.
-            let truncated = bytes.count == 6 && bytes[0] == 0x00
-            if !truncated {
-                #expect(closed, "the replica dropped a connection that sent \(bytes.prefix(4))")
-            }
+        // The replica must close the connection (or we stop waiting after a bound).
+        let closed = try await Flood.sendRawBytes(bytes, to: endpoint, waitingForCloseUpTo: .seconds(10))
+        // A truncated frame simply waits for more bytes: there closing is our side's job.
+        // Garbage, an oversize length and an empty frame must make the replica close.
+        let truncated = bytes.count == 6 && bytes[0] == 0x00
+        if !truncated {
+            #expect(closed, "the replica dropped a connection that sent \(bytes.prefix(4))")
         }
     }
 
