@@ -158,6 +158,7 @@ struct ClusterStatus: AsyncParsableCommand {
             if let status = row.status {
                 line += pad(status.inViewChange ? "vc" : "up", 7) + pad("\(status.view)", 6) + pad("\(status.primary)", 9)
                 line += pad("\(status.height)", 8) + pad("\(row.lag ?? 0)", 5) + String(status.headHash.prefix(16)) + "…"
+                if let mode = status.byzantineMode { line += "  BYZANTINE: \(mode)" }
             } else {
                 line += "down"
             }
