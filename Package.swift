@@ -2,7 +2,8 @@
 import PackageDescription
 
 // Dependencies point one way:
-// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger} <- SteleAudit <- {SteleNode, SteleSim} <- executables
+// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary} <- SteleAudit <- {SteleNode, SteleSim} <- executables
+// (SteleAdversary: the Byzantine behaviours that the simulator and `stele replica --byzantine` share.)
 // SteleNode <- SteleHarness (real replica processes, the crash-restart runner) <- stele
 let package = Package(
     name: "Stele",
@@ -30,12 +31,13 @@ let package = Package(
         .target(name: "SteleCore", dependencies: ["SteleCrypto"]),
         .target(name: "PBFT", dependencies: ["SteleCore"]),
         .target(name: "SteleLedger", dependencies: ["SteleCore"]),
+        .target(name: "SteleAdversary", dependencies: ["SteleCore"]),
         .target(name: "SteleAudit", dependencies: ["SteleCore", "SteleLedger"]),
-        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAudit"]),
+        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAudit", "SteleAdversary"]),
         .target(
             name: "SteleNode",
             dependencies: [
-                "PBFT", "SteleLedger", "SteleAudit",
+                "PBFT", "SteleLedger", "SteleAudit", "SteleAdversary",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -54,7 +56,7 @@ let package = Package(
         .executableTarget(
             name: "stele",
             dependencies: [
-                "SteleNode", "SteleHarness",
+                "SteleNode", "SteleAdversary", "SteleHarness",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
             ]
@@ -72,10 +74,11 @@ let package = Package(
         .testTarget(name: "PBFTTests", dependencies: ["PBFT"]),
         .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),
         .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger"]),
+        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary"]),
         .testTarget(name: "SteleSimTests", dependencies: ["SteleSim"]),
         .testTarget(
             name: "SteleNodeTests",
-            dependencies: ["SteleNode", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["SteleNode", "SteleAdversary", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
     ]

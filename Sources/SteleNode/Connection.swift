@@ -27,6 +27,11 @@ public struct NodeSettings: Sendable {
     public var stateTransferBlocksMax: Int = 64
     /// Most client connections served at once.
     public var clientConnectionsMax: Int = 1024
+    /// Connections still in their handshake at once; more are closed at once, before any
+    /// cryptography is spent on them.
+    public var handshakesInFlightMax: Int = 256
+    /// Per-client-connection admission: rate, retransmissions, bad signatures.
+    var requestLimits = RequestGate.Limits()
 
     public init() {}
 }

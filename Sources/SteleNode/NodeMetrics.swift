@@ -13,6 +13,13 @@ struct NodeMetrics: Sendable {
     let view = Gauge(label: "stele_view")
     let height = Gauge(label: "stele_height")
     let requestsDropped = Counter(label: "stele_requests_rejected_total")
+    /// Client requests shed before signature verification, by reason.
+    let requestsRateLimited = Counter(label: "stele_requests_shed_total", dimensions: [("reason", "rate")])
+    let requestsDuplicate = Counter(label: "stele_requests_shed_total", dimensions: [("reason", "duplicate")])
+    let requestsBadSignature = Counter(label: "stele_requests_shed_total", dimensions: [("reason", "signature")])
+    /// Connections closed or refused by a defence (bad signatures, handshake backlog, a newer
+    /// connection from the same replica).
+    let connectionsShed = Counter(label: "stele_connections_shed_total")
     /// From a client request's arrival at this replica to its reply.
     let requestLatency = Metrics.Timer(label: "stele_request_latency_seconds")
     /// Events handled per turn of the node loop (the group-commit size).

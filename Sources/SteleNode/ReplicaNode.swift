@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PBFT
+import SteleAdversary
 import SteleCore
 import SteleCrypto
 import Synchronization
@@ -19,6 +20,13 @@ public struct ReplicaStatus: Codable, Sendable, Equatable {
     public var connectedPeers: [UInt16]
     public var committedBlocks: UInt64
     public var viewChanges: UInt64
+    /// The Byzantine mode this replica was started in (`stele replica --byzantine`), if any,
+    /// and how often each kind of misbehaviour happened so far.
+    public var byzantineMode: String? = nil
+    public var byzantineMoves: [String: Int]? = nil
+    /// Client requests and connections shed by the defences, by reason ("rate", "duplicate",
+    /// "signature", "connection").
+    public var shed: [String: Int]? = nil
 }
 
 /// The runtime shell around the PBFT core: it verifies signatures, feeds events to the core,
@@ -35,6 +43,22 @@ public final class ReplicaNode: Sendable {
     let peerLinks: [ReplicaID: Mailbox<Frame>]
     let clients = Mutex<[PublicKey: Mailbox<Frame>]>([:])
     let connectedPeers = Mutex<Set<ReplicaID>>([])
+    /// The one inbound connection each replica may hold open; a newer one closes the older.
+    let inboundReplicaChannels = Mutex<[ReplicaID: any Channel]>([:])
+    /// Inbound connections that have not finished their handshake.
+    let handshakesInFlight = Atomic<Int>(0)
+    /// What the defences shed, by reason (served in the status, next to the metrics).
+    let shedCounts = Mutex<[String: Int]>([:])
+
+    func shed(_ reason: String) {
+        shedCounts.withLock { $0[reason, default: 0] += 1 }
+        switch reason {
+        case "rate": metrics.requestsRateLimited.increment()
+        case "duplicate": metrics.requestsDuplicate.increment()
+        case "signature": metrics.requestsBadSignature.increment()
+        default: metrics.connectionsShed.increment()
+        }
+    }
     let status: Mutex<ReplicaStatus>
     let core: Mutex<CoreState>
     let metrics = NodeMetrics()
@@ -55,15 +79,19 @@ public final class ReplicaNode: Sendable {
         /// When each pending client request reached this replica (for the latency metric).
         var arrivals: [RequestKey: ContinuousClock.Instant] = [:]
         static let arrivalsMax = 100_000
-        init(replica: Replica, wal: WriteAheadLog, ledger: LedgerArchive) {
+        /// Set only by `stele replica --byzantine MODE`: rewrites what this replica sends.
+        let adversary: ReplicaAdversary?
+        var lastAdversaryLog = ContinuousClock.now
+        init(replica: Replica, wal: WriteAheadLog, ledger: LedgerArchive, adversary: ReplicaAdversary?) {
             self.replica = replica
             self.wal = wal
             self.ledger = ledger
+            self.adversary = adversary
         }
     }
 
     public init(config: ClusterConfig, id: ReplicaID, keyPair: KeyPair, ledger: LedgerArchive, walPath: String,
-                settings: NodeSettings = NodeSettings(), logger: Logger) throws {
+                settings: NodeSettings = NodeSettings(), byzantine: ByzantineMode? = nil, logger: Logger) throws {
         guard config.publicKey(of: id) == keyPair.publicKey else {
             throw ConnectionError(description: "the key file's public key is not replica \(id.value)'s key in the cluster config")
         }
@@ -85,7 +113,14 @@ public final class ReplicaNode: Sendable {
         let head = try ledger.replayHead(config: config)
         let signer = ReplicaSigner(replica: id, cluster: config.cluster, keyPair: keyPair)
         let replica = Replica(config: config, signer: signer, recovery: RecoveryState(ledgerHead: head, records: wal.records))
-        self.core = Mutex(CoreState(replica: replica, wal: wal, ledger: ledger))
+        var adversary: ReplicaAdversary?
+        if let byzantine {
+            let seed = UInt64.random(in: 0...UInt64.max)
+            adversary = ReplicaAdversary(mode: byzantine, config: config, signer: signer, seed: seed)
+            logger.critical("BYZANTINE MODE: this replica attacks its own cluster on purpose; for fault-injection tests only",
+                            metadata: ["mode": "\(byzantine)", "seed": "\(seed)"])
+        }
+        self.core = Mutex(CoreState(replica: replica, wal: wal, ledger: ledger, adversary: adversary))
         self.status = Mutex(ReplicaStatus(
             replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
             height: head.height.value, headHash: head.hash.hex, stableCheckpoint: replica.stableCheckpoint.value,
@@ -93,7 +128,12 @@ public final class ReplicaNode: Sendable {
         logger.info("recovered", metadata: ["view": "\(replica.view.value)", "height": "\(head.height.value)", "walRecords": "\(wal.records.count)"])
     }
 
-    public var currentStatus: ReplicaStatus { status.withLock { $0 } }
+    public var currentStatus: ReplicaStatus {
+        var current = status.withLock { $0 }
+        let shed = shedCounts.withLock { $0 }
+        current.shed = shed.isEmpty ? nil : shed
+        return current
+    }
 
     /// Runs until the task is cancelled: the server, the peer links, the clock and the core.
     public func run(group: MultiThreadedEventLoopGroup = .singleton) async throws {
@@ -141,6 +181,10 @@ public final class ReplicaNode: Sendable {
                     actions += state.replica.handle(event)
                 }
                 try perform(actions, state: state)
+                if let adversary = state.adversary, events.contains(where: { if case .tick = $0 { true } else { false } }) {
+                    for send in adversary.tick(coreView: state.replica.view) { peerLinks[send.to]?.post(.message(send.message)) }
+                    logAdversary(adversary, state: state)
+                }
             }
         }
     }
@@ -178,16 +222,29 @@ public final class ReplicaNode: Sendable {
 
         for action in actions {
             switch action {
-            case .send(let message, let to): peerLinks[to]?.post(.message(message))
+            case .send(let message, let to):
+                if let adversary = state.adversary {
+                    for send in adversary.outgoing(message, to: [to]) { peerLinks[send.to]?.post(.message(send.message)) }
+                } else {
+                    peerLinks[to]?.post(.message(message))
+                }
             case .broadcast(let message):
-                let frame = Frame.message(message)
-                for mailbox in peerLinks.values { mailbox.post(frame) }
+                if let adversary = state.adversary {
+                    for send in adversary.outgoing(message, to: peerLinks.keys.sorted()) { peerLinks[send.to]?.post(.message(send.message)) }
+                } else {
+                    let frame = Frame.message(message)
+                    for mailbox in peerLinks.values { mailbox.post(frame) }
+                }
             case .reply(let reply):
                 if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: reply.timestamp)) {
                     metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
                 }
                 let mailbox = clients.withLock { $0[reply.client] }
-                mailbox?.post(.message(.reply(reply)))
+                if let adversary = state.adversary {
+                    if let message = adversary.reply(reply) { mailbox?.post(.message(message)) }
+                } else {
+                    mailbox?.post(.message(.reply(reply)))
+                }
             case .serveState(let request):
                 serveState(request, state: state)
             case .persist, .commit, .commitCheckpoint:
@@ -227,8 +284,18 @@ public final class ReplicaNode: Sendable {
                 replica: id.value, view: replica.view.value, primary: replica.primary.value, inViewChange: replica.isInViewChange,
                 height: replica.ledgerHead.height.value, headHash: replica.ledgerHead.hash.hex,
                 stableCheckpoint: replica.stableCheckpoint.value, connectedPeers: peers,
-                committedBlocks: state.committedBlocks, viewChanges: state.viewChanges)
+                committedBlocks: state.committedBlocks, viewChanges: state.viewChanges,
+                byzantineMode: state.adversary?.mode.rawValue, byzantineMoves: state.adversary?.moves)
         }
+    }
+
+    /// A Byzantine replica says so, loudly, every ten seconds.
+    private func logAdversary(_ adversary: ReplicaAdversary, state: CoreState) {
+        let now = ContinuousClock.now
+        guard now - state.lastAdversaryLog >= .seconds(10) else { return }
+        state.lastAdversaryLog = now
+        let moves = adversary.moves.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        logger.warning("BYZANTINE MODE still on", metadata: ["mode": "\(adversary.mode)", "moves": "\(moves)"])
     }
 
     // MARK: Inbound connections
@@ -247,6 +314,16 @@ public final class ReplicaNode: Sendable {
     /// never takes the server down.
     private func serveConnection(_ channel: FrameChannel) async {
         let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
+        // Cheapest check first: too many connections still in their handshake are closed
+        // before any signature is made or checked for them.
+        let inFlight = handshakesInFlight.wrappingAdd(1, ordering: .relaxed).newValue
+        var handshaking = true
+        defer { if handshaking { handshakesInFlight.wrappingSubtract(1, ordering: .relaxed) } }
+        guard inFlight <= settings.handshakesInFlightMax else {
+            shed("connection")
+            try? await channel.channel.close()
+            return
+        }
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var iterator = inbound.makeAsyncIterator()
@@ -254,8 +331,20 @@ public final class ReplicaNode: Sendable {
                 let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .replica(id), myKey: keyPair)
                 let peer = try await driver.asAcceptor(inbound: &iterator, outbound: outbound)
                 deadline.cancel()
+                handshaking = false
+                handshakesInFlight.wrappingSubtract(1, ordering: .relaxed)
                 switch peer {
                 case .replica(let peerID):
+                    let previous = inboundReplicaChannels.withLock { $0.updateValue(channel.channel, forKey: peerID) }
+                    if let previous {
+                        shed("connection")
+                        previous.close(promise: nil)
+                    }
+                    defer {
+                        inboundReplicaChannels.withLock { channels in
+                            if let current = channels[peerID], current === channel.channel { channels[peerID] = nil }
+                        }
+                    }
                     try await serveReplica(peerID, iterator: &iterator)
                 case .client(let key):
                     try await serveClient(key, iterator: &iterator, outbound: outbound)
@@ -318,16 +407,40 @@ public final class ReplicaNode: Sendable {
                     try await outbound.write(contentsOf: frames)
                 }
             }
+            var gate = RequestGate(limits: settings.requestLimits)
             while let frame = try await iterator.next() {
                 switch frame {
                 case .message(.request(let request)):
                     guard request.client == key else {
                         throw ConnectionError(description: "client sent a request signed by another key")
                     }
+                    let now = ContinuousClock.now
+                    switch gate.admit(request, now: now) {
+                    case .drop(.rateLimited):
+                        shed("rate")
+                        continue
+                    case .drop(.duplicate):
+                        shed("duplicate")
+                        continue
+                    case .forwardVerified:
+                        inbox.post(.clientRequest(request))
+                        continue
+                    case .verify:
+                        break
+                    }
                     guard request.verifySignature(cluster: config.cluster) else {
+                        shed("signature")
                         logger.debug("dropping request with a bad signature", metadata: ["client": "\(key)"])
+                        do {
+                            try gate.badSignature()
+                        } catch {
+                            shed("connection")
+                            try? await outbound.write(.refusal("\(error)"))
+                            throw ConnectionError(description: "client \(key): \(error)")
+                        }
                         continue
                     }
+                    gate.verified(request, now: now)
                     inbox.post(.clientRequest(request))
                 case .statusRequest:
                     let json = (try? JSONEncoder().encode(currentStatus)).map { Array($0) } ?? []

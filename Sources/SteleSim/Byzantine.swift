@@ -1,3 +1,4 @@
+import SteleAdversary
 import SteleCore
 import SteleCrypto
 
@@ -247,54 +248,13 @@ final class Adversary {
         }
     }
 
-    func flipBit(_ signature: Signature) -> Signature {
-        var bytes = signature.bytes
-        let index = random.int(below: bytes.count)
-        bytes[index] ^= UInt8(1 << random.int(below: 8))
-        return Signature(bytes: bytes) ?? signature
-    }
+    func flipBit(_ signature: Signature) -> Signature { Forgery.flipBit(signature, random: &random) }
 
-    /// Breaks a signature nested inside the message, then signs the outside properly.
     func mangledNested(_ message: Message, signer: ReplicaSigner) -> Message {
-        switch message {
-        case .prePrepare(let m) where !m.batch.isEmpty:
-            var batch = m.batch
-            batch[0] = batch[0].withSignature(flipBit(batch[0].signature))
-            return .prePrepare(PrePrepare(view: m.view, sequence: m.sequence, primary: m.primary, batch: batch).signed(by: signer))
-        case .viewChange(let m) where !m.checkpointProof.isEmpty:
-            var proof = m.checkpointProof
-            let c = proof[0]
-            proof[0] = Checkpoint(sequence: c.sequence, stateDigest: c.stateDigest, replica: c.replica, signature: flipBit(c.signature))
-            return .viewChange(ViewChange(newView: m.newView, stableSequence: m.stableSequence, checkpointProof: proof, prepared: m.prepared, replica: m.replica).signed(by: signer))
-        case .newView(let m) where !m.viewChanges.isEmpty:
-            var viewChanges = m.viewChanges
-            viewChanges[0] = viewChanges[0].withSignature(flipBit(viewChanges[0].signature))
-            return .newView(NewView(view: m.view, viewChanges: viewChanges, prePrepares: m.prePrepares, primary: m.primary).signed(by: signer))
-        case .stateResponse(let m) where !m.blocks.isEmpty:
-            var blocks = m.blocks
-            let block = blocks[0]
-            var signatures = block.commitSignatures
-            if !signatures.isEmpty { signatures[0] = ReplicaSignature(replica: signatures[0].replica, signature: flipBit(signatures[0].signature)) }
-            blocks[0] = CertifiedBlock(height: block.height, prevHash: block.prevHash, batch: block.batch, certificateView: block.certificateView, commitSignatures: signatures)
-            return .stateResponse(StateResponse(blocks: blocks, checkpoint: m.checkpoint, replica: m.replica).signed(by: signer))
-        default:
-            return message.replacingSignature(flipBit(message.signature))
-        }
+        Forgery.mangledNested(message, signer: signer, random: &random)
     }
 
-    /// Raw bytes a decoder must reject or survive: truncated, a flipped byte, or an extra byte.
-    func garbled(_ bytes: [UInt8]) -> [UInt8] {
-        guard !bytes.isEmpty else { return [0xFF] }
-        var out = bytes
-        switch random.int(below: 3) {
-        case 0: out.removeLast(random.int(in: 1...out.count))
-        case 1:
-            let index = random.int(below: out.count)
-            out[index] ^= UInt8(1 << random.int(below: 8))
-        default: out.append(UInt8(truncatingIfNeeded: random.next()))
-        }
-        return out
-    }
+    func garbled(_ bytes: [UInt8]) -> [UInt8] { Forgery.garbled(bytes, random: &random) }
 
     // MARK: lying-viewchange
 
@@ -417,57 +377,5 @@ final class Adversary {
             newView: target, stableSequence: base?.stableSequence ?? .genesis, checkpointProof: base?.checkpointProof ?? [],
             prepared: base?.prepared ?? [], replica: signer.replica).signed(by: signer)
         return plain(.viewChange(viewChange), from: signer.replica, to: others(than: signer.replica))
-    }
-}
-
-// MARK: - Mangling helpers
-
-extension Message {
-    /// The same message with another outer signature.
-    func replacingSignature(_ signature: Signature) -> Message {
-        switch self {
-        case .request(let m): .request(m.withSignature(signature))
-        case .prePrepare(let m): .prePrepare(m.withSignature(signature))
-        case .prepare(let m): .prepare(m.withSignature(signature))
-        case .commit(let m): .commit(m.withSignature(signature))
-        case .reply(let m):
-            .reply(Reply(view: m.view, timestamp: m.timestamp, client: m.client, replica: m.replica, height: m.height, blockHash: m.blockHash, signature: signature))
-        case .checkpoint(let m):
-            .checkpoint(Checkpoint(sequence: m.sequence, stateDigest: m.stateDigest, replica: m.replica, signature: signature))
-        case .viewChange(let m): .viewChange(m.withSignature(signature))
-        case .newView(let m): .newView(m.withSignature(signature))
-        case .stateRequest(let m):
-            .stateRequest(StateRequest(fromHeight: m.fromHeight, toHeight: m.toHeight, replica: m.replica, signature: signature))
-        case .stateResponse(let m):
-            .stateResponse(StateResponse(blocks: m.blocks, checkpoint: m.checkpoint, replica: m.replica, signature: signature))
-        }
-    }
-
-    /// One signed field changed, the old signature kept (so it no longer verifies).
-    func mangledField(random: inout SimRandom) -> Message {
-        switch self {
-        case .request(let m):
-            .request(Request(client: m.client, timestamp: m.timestamp &+ 1, payload: m.payload, signature: m.signature))
-        case .prePrepare(let m):
-            .prePrepare(PrePrepare(view: m.view, sequence: m.sequence.next, primary: m.primary, batch: m.batch, signature: m.signature))
-        case .prepare(let m):
-            .prepare(Vote(kind: .prepare, view: m.view, sequence: m.sequence, digest: Digest.of(random.bytes(8)), replica: m.replica, signature: m.signature))
-        case .commit(let m):
-            .commit(Vote(kind: .commit, view: m.view.next, sequence: m.sequence, digest: m.digest, replica: m.replica, signature: m.signature))
-        case .reply(let m):
-            .reply(Reply(view: m.view, timestamp: m.timestamp, client: m.client, replica: m.replica, height: m.height.next, blockHash: m.blockHash, signature: m.signature))
-        case .checkpoint(let m):
-            .checkpoint(Checkpoint(sequence: m.sequence, stateDigest: Digest.of(random.bytes(8)), replica: m.replica, signature: m.signature))
-        case .viewChange(let m):
-            .viewChange(ViewChange(newView: m.newView.next, stableSequence: m.stableSequence, checkpointProof: m.checkpointProof, prepared: m.prepared, replica: m.replica, signature: m.signature))
-        case .newView(let m):
-            .newView(NewView(view: m.view.next, viewChanges: m.viewChanges, prePrepares: m.prePrepares, primary: m.primary, signature: m.signature))
-        case .stateRequest(let m):
-            .stateRequest(StateRequest(fromHeight: m.fromHeight, toHeight: m.toHeight.next, replica: m.replica, signature: m.signature))
-        case .stateResponse(let m) where m.blocks.isEmpty:
-            replacingSignature(.zero)
-        case .stateResponse(let m):
-            .stateResponse(StateResponse(blocks: Array(m.blocks.dropLast()), checkpoint: m.checkpoint, replica: m.replica, signature: m.signature))
-        }
     }
 }

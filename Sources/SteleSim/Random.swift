@@ -1,3 +1,5 @@
+import SteleAdversary
+
 /// The simulator's only source of randomness: xoshiro256** seeded through SplitMix64.
 ///
 /// One seed drives a whole run. Each subsystem (network, faults, clients, adversary) draws from
@@ -112,3 +114,4 @@ struct SplitMix64 {
         return z ^ (z >> 31)
     }
 }
+extension SimRandom: AdversaryRandom {}

@@ -31,6 +31,8 @@ struct BenchReport: Codable {
     var cores: Int
     var ceilingTxPerSecond: Double
     var throughputOverCeiling: Double
+    /// With `--flood KIND`: what the hostile load did while the honest clients were measured.
+    var flood: FloodReport? = nil
 }
 
 /// Measures this machine's Ed25519 rates on one core, for the ceiling.
@@ -94,6 +96,9 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Keep the scratch directory here instead of a temporary one.")
     var dir: String?
 
+    @Option(help: ArgumentHelp("Hostile load during the run: \(FloodKind.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "kind"))
+    var flood: FloodKind = .none
+
     func validate() throws {
         guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive and --warmup non-negative") }
         guard clients >= 1, outstanding >= 1 else { throw ValidationError("--clients and --outstanding must be at least 1") }
@@ -135,7 +140,10 @@ struct Bench: AsyncParsableCommand {
         say("cluster started in \(root); driving it with \(clients) clients × \(outstanding) outstanding, \(payload)-byte payloads")
 
         let pids = supervisor.pids
+        let floodTask = try startFlood(config: config, directory: directory)
         let result = try await drive(config: config, pids: Array(pids.values))
+        floodTask.cancel()
+        let floodReport = await floodTask.value
         let statuses = try await collectStatuses(config: config, directory: directory)
         let rss = config.replicaIDs.compactMap { pids[$0].flatMap(ProcessStats.residentBytes) }
         let ledgerFacts = ledgerFigures(directory: directory, config: config)
@@ -143,7 +151,7 @@ struct Bench: AsyncParsableCommand {
         let ceiling = Double(cores) * rates.verify / (Double(config.n) + rates.verify / rates.sign)
         let throughput = Double(result.acknowledged) / result.measuredSeconds
         let cpuPerThousand = result.acknowledged > 0 ? result.cpuSeconds / Double(result.acknowledged) * 1000 : 0
-        let report = BenchReport(
+        var report = BenchReport(
             replicas: config.n, clients: clients, outstandingPerClient: outstanding, payloadBytes: payload,
             warmupSeconds: warmup, measuredSeconds: result.measuredSeconds,
             acknowledgedTransactions: result.acknowledged, failedTransactions: result.failed,
@@ -160,6 +168,7 @@ struct Bench: AsyncParsableCommand {
             replicaRSSBytes: rss, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
             ed25519VerifyPerSecondPerCore: rates.verify, ed25519SignPerSecondPerCore: rates.sign, cores: cores,
             ceilingTxPerSecond: ceiling, throughputOverCeiling: throughput / ceiling)
+        if flood != .none { report.flood = floodReport }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -246,6 +255,17 @@ struct Bench: AsyncParsableCommand {
         }
     }
 
+    /// Floods the replicas for the whole run (`--flood`); the `connections` flood impersonates
+    /// replica 3 (a replica-key holder) against the other three.
+    func startFlood(config: ClusterConfig, directory: ClusterDirectory) throws -> Task<FloodReport, Never> {
+        let kind = flood
+        let deadline = ContinuousClock.now + .milliseconds(Int64((warmup + duration) * 1000))
+        let impersonated = kind == .connections ? (ReplicaID(3), try KeyFile.read(from: directory.keyPath(3))) : nil
+        let targets = kind == .connections ? config.replicaIDs.filter { $0 != 3 } : config.replicaIDs
+        if kind != .none { say("flooding replicas \(targets.map(\.value)) with \(kind)") }
+        return Task { await Flood.run(kind, config: config, targets: targets, replicaKey: impersonated, until: deadline) }
+    }
+
     /// Sum of the replica processes' CPU seconds.
     func replicaCPU(_ pids: [Int32]) -> Double {
         pids.compactMap(ProcessStats.cpuSeconds).reduce(0, +)
@@ -305,6 +325,9 @@ struct Bench: AsyncParsableCommand {
           Ed25519 per core     verify \(f(report.ed25519VerifyPerSecondPerCore, 0))/s, sign \(f(report.ed25519SignPerSecondPerCore, 0))/s, \(report.cores) cores
           ceiling              \(f(report.ceilingTxPerSecond, 0)) tx/s  →  throughput is \(f(report.throughputOverCeiling * 100)) % of it
         """)
+        if let flood = report.flood {
+            print("  flood                \(flood.kind): \(flood.framesSent) frames, \(flood.connectionsOpened) connections opened, \(flood.connectionsClosedByReplica) closed by the replicas")
+        }
     }
 }
 
@@ -314,4 +337,8 @@ final class Locked<Value: Sendable>: Sendable {
     private let mutex: Mutex<Value>
     init(_ value: Value) { mutex = Mutex(value) }
     func withLock<T>(_ body: (inout Value) -> T) -> T { mutex.withLock { body(&$0) } }
+}
+
+extension FloodKind: ExpressibleByArgument {
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }

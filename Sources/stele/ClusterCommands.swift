@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SteleAdversary
 import SteleCore
 import SteleCrypto
 import SteleNode
@@ -51,12 +52,26 @@ struct ClusterStart: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "Replica log level (trace, debug, info, notice, warning, error).")
     var logLevel: String = "info"
 
+    @Option(help: ArgumentHelp("Start replica I in Byzantine MODE (fault-injection testing only); repeatable.", valueName: "I:MODE"))
+    var byzantine: [ByzantineAssignment] = []
+
     func run() async throws {
         let directory = options.directory
         let config: ClusterConfig
         do { config = try directory.loadConfig() } catch { fail("\(error)") }
+        for assignment in byzantine where !config.isMember(assignment.replica) {
+            throw ValidationError("--byzantine \(assignment.replica.value):\(assignment.mode): replica \(assignment.replica.value) is not in the cluster (n = \(config.n))")
+        }
+        if byzantine.count > config.f {
+            print("stele: warning: \(byzantine.count) Byzantine replicas is more than f = \(config.f); the cluster promises nothing then")
+        }
         try FileManager.default.createDirectory(atPath: directory.runDirectory, withIntermediateDirectories: true)
-        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: logLevel)
+        var perReplica: [ReplicaID: [String]] = [:]
+        for assignment in byzantine {
+            perReplica[assignment.replica] = ["--byzantine", assignment.mode.rawValue, "--allow-byzantine"]
+            print("stele: WARNING: replica \(assignment.replica.value) runs in Byzantine mode \(assignment.mode)")
+        }
+        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: logLevel, perReplicaArguments: perReplica)
         try "\(getpid())\n".write(toFile: directory.supervisorPidPath, atomically: true, encoding: .utf8)
         for replica in config.replicaIDs {
             do { try supervisor.start(replica) } catch { supervisor.stopAll(); fail("cannot start replica \(replica.value): \(error)") }
@@ -143,6 +158,7 @@ struct ClusterStatus: AsyncParsableCommand {
             if let status = row.status {
                 line += pad(status.inViewChange ? "vc" : "up", 7) + pad("\(status.view)", 6) + pad("\(status.primary)", 9)
                 line += pad("\(status.height)", 8) + pad("\(row.lag ?? 0)", 5) + String(status.headHash.prefix(16)) + "…"
+                if let mode = status.byzantineMode { line += "  BYZANTINE: \(mode)" }
             } else {
                 line += "down"
             }
@@ -153,4 +169,19 @@ struct ClusterStatus: AsyncParsableCommand {
 
 func currentExecutablePath() -> String {
     (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+/// `I:MODE` for `stele cluster start --byzantine`.
+struct ByzantineAssignment: ExpressibleByArgument {
+    let replica: ReplicaID
+    let mode: ByzantineMode
+
+    init?(argument: String) {
+        let parts = argument.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let index = UInt16(parts[0]), let mode = ByzantineMode(rawValue: parts[1]) else { return nil }
+        replica = ReplicaID(index)
+        self.mode = mode
+    }
+
+    static var defaultCompletionKind: CompletionKind { .default }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import SteleAdversary
 import SteleCore
 import SteleCrypto
 import SteleLedger
@@ -14,6 +15,10 @@ struct ReplicaCommand: AsyncParsableCommand {
         Either --dir DIR --id I (a directory made by `stele cluster init`), or
         --config FILE --key FILE --data DIR --id I (one machine of a real deployment).
         SIGTERM or Ctrl-C stops it cleanly.
+
+        Fault injection: --byzantine MODE --allow-byzantine makes this replica attack its own
+        cluster (modes: \(ByzantineMode.allCases.map(\.rawValue).joined(separator: ", "))). It
+        logs that loudly and is refused without --allow-byzantine. See docs/security.md.
         """)
 
     @Option(help: "The cluster directory.")
@@ -39,6 +44,21 @@ struct ReplicaCommand: AsyncParsableCommand {
 
     @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics.")
     var metricsPort: Int?
+
+    @Option(help: ArgumentHelp("Misbehave on purpose (fault-injection testing only; needs --allow-byzantine).", valueName: "mode"))
+    var byzantine: ByzantineMode?
+
+    @Flag(name: .customLong("allow-byzantine"), help: "Confirm --byzantine: this replica will attack its own cluster.")
+    var allowByzantine = false
+
+    func validate() throws {
+        if byzantine != nil, !allowByzantine {
+            throw ValidationError("--byzantine makes this replica attack its own cluster; add --allow-byzantine to confirm (fault-injection testing only)")
+        }
+        if byzantine == nil, allowByzantine {
+            throw ValidationError("--allow-byzantine is only meaningful with --byzantine MODE")
+        }
+    }
 
     func run() async throws {
         let replicaID = ReplicaID(id)
@@ -95,7 +115,7 @@ struct ReplicaCommand: AsyncParsableCommand {
         settings.tickInterval = .milliseconds(max(1, tickMilliseconds))
         let node: ReplicaNode
         do {
-            node = try ReplicaNode(config: clusterConfig, id: replicaID, keyPair: keyPair, ledger: ledger, walPath: walPath, settings: settings, logger: logger)
+            node = try ReplicaNode(config: clusterConfig, id: replicaID, keyPair: keyPair, ledger: ledger, walPath: walPath, settings: settings, byzantine: byzantine, logger: logger)
         } catch {
             fail("\(error)", code: 2)
         }
@@ -131,4 +151,8 @@ struct ReplicaCommand: AsyncParsableCommand {
         }
         logger.info("stopped")
     }
+}
+
+extension ByzantineMode: ExpressibleByArgument {
+    public static var allValueStrings: [String] { allCases.map(\.rawValue) }
 }

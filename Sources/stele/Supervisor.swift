@@ -13,8 +13,12 @@ final class Supervisor: Sendable {
     /// Where prefixed replica log lines go (standard output by default).
     let output: FileHandle
     let extraArguments: [String]
+    /// Arguments for one replica only (its Byzantine mode).
+    let perReplicaArguments: [ReplicaID: [String]]
 
-    init(directory: ClusterDirectory, executable: String, logLevel: String, output: FileHandle = .standardOutput, extraArguments: [String] = []) {
+    init(directory: ClusterDirectory, executable: String, logLevel: String, output: FileHandle = .standardOutput, extraArguments: [String] = [],
+         perReplicaArguments: [ReplicaID: [String]] = [:]) {
+        self.perReplicaArguments = perReplicaArguments
         self.directory = directory
         self.executable = executable
         self.logLevel = logLevel
@@ -27,7 +31,7 @@ final class Supervisor: Sendable {
     func start(_ id: ReplicaID) throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--log-level", logLevel] + extraArguments
+        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--log-level", logLevel] + extraArguments + (perReplicaArguments[id] ?? [])
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -11,42 +11,6 @@ import SteleCrypto
 /// condition with a generous bound; every process is stopped by PID at the end, even on failure.
 @Suite("End to end: four replica processes", .serialized)
 struct EndToEndTests {
-    func submit(_ client: SteleClient, _ count: Int, prefix: String) async throws -> [SubmitResult] {
-        try await withThrowingTaskGroup(of: SubmitResult.self) { group in
-            for index in 0..<count {
-                group.addTask { try await client.submit(Array("\(prefix)-\(index)".utf8), timeout: .seconds(60)) }
-            }
-            var results: [SubmitResult] = []
-            for try await result in group { results.append(result) }
-            return results
-        }
-    }
-
-    /// Every acknowledged transaction is in each live ledger exactly once, at the acknowledged
-    /// height with the acknowledged block hash, and stele-check passes over those ledgers.
-    func expectAcknowledgedExactlyOnce(_ acks: [SubmitResult], cluster: TestCluster, live: [ReplicaID]) async throws {
-        let top = acks.map(\.height).max() ?? 0
-        let caughtUp = await eventually { live.allSatisfy { cluster.height($0) >= top } }
-        #expect(caughtUp, "live replicas reach height \(top): \(live.map { cluster.height($0) })")
-        for id in live {
-            let blocks = try cluster.ledgerBlocks(id)
-            var occurrences: [UInt64: Int] = [:]
-            for block in blocks {
-                for request in block.batch where request.client == cluster.clientKey.publicKey {
-                    occurrences[request.timestamp, default: 0] += 1
-                }
-            }
-            for ack in acks {
-                #expect(occurrences[ack.timestamp] == 1, "replica \(id.value): transaction t=\(ack.timestamp) appears \(occurrences[ack.timestamp] ?? 0) times")
-                if ack.height >= 1, ack.height <= UInt64(blocks.count) {
-                    #expect(blocks[Int(ack.height) - 1].hash.hex == ack.blockHash, "replica \(id.value): block \(ack.height) differs from the acknowledged one")
-                }
-            }
-        }
-        let report = try cluster.audit(live)
-        #expect(report.verdict == .pass, "stele-check: \(report.findings.filter { $0.severity == .violation }.prefix(5))")
-    }
-
     @Test("normal case: transactions commit on all four replicas and the ledgers audit clean")
     func normalCase() async throws {
         let cluster = try TestCluster()
@@ -133,32 +97,13 @@ struct EndToEndTests {
     }
 
     func sendRaw(_ bytes: [UInt8], to endpoint: ReplicaEndpoint) async throws {
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
-            }
-        try await channel.executeThenClose { inbound, outbound in
-            try await outbound.write(ByteBuffer(bytes: bytes))
-            // The replica must close the connection (or we stop waiting after a bound).
-            let closed = try await withThrowingTaskGroup(of: Bool.self) { group in
-                group.addTask {
-                    for try await _ in inbound {}
-                    return true
-                }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(10))
-                    return false
-                }
-                let first = try await group.next() ?? false
-                group.cancelAll()
-                return first
-            }
-            // A truncated frame simply waits for more bytes: there closing is our side's job.
-            // Garbage, an oversize length and an empty frame must make the replica close.
-            let truncated = bytes.count == 6 && bytes[0] == 0x00
-            if !truncated {
-                #expect(closed, "the replica dropped a connection that sent \(bytes.prefix(4))")
-            }
+        // The replica must close the connection (or we stop waiting after a bound).
+        let closed = try await Flood.sendRawBytes(bytes, to: endpoint, waitingForCloseUpTo: .seconds(10))
+        // A truncated frame simply waits for more bytes: there closing is our side's job.
+        // Garbage, an oversize length and an empty frame must make the replica close.
+        let truncated = bytes.count == 6 && bytes[0] == 0x00
+        if !truncated {
+            #expect(closed, "the replica dropped a connection that sent \(bytes.prefix(4))")
         }
     }
 

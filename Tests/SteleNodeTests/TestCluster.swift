@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import NIOPosix
+import SteleAdversary
 import SteleAudit
 import SteleCore
 import SteleCrypto
@@ -40,8 +41,11 @@ final class TestCluster: @unchecked Sendable {
     private(set) var processes: [ReplicaID: Process] = [:]
     let tickMilliseconds: Int
     var logs: [ReplicaID: URL] = [:]
+    /// Replicas started with `--byzantine MODE --allow-byzantine`.
+    let byzantine: [ReplicaID: ByzantineMode]
 
-    init(replicas: Int = 4, tickMilliseconds: Int = 20) throws {
+    init(replicas: Int = 4, tickMilliseconds: Int = 20, byzantine: [ReplicaID: ByzantineMode] = [:]) throws {
+        self.byzantine = byzantine
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-e2e-\(UUID().uuidString.prefix(8))").path
         let ports = try LocalPorts.free(replicas)
         // Ports are consecutive from base-port in `cluster init`; write the config with the
@@ -69,6 +73,7 @@ final class TestCluster: @unchecked Sendable {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: steleExecutable())
         process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--tick-ms", "\(tickMilliseconds)", "--log-level", "info"]
+        if let mode = byzantine[id] { process.arguments! += ["--byzantine", mode.rawValue, "--allow-byzantine"] }
         let log = URL(fileURLWithPath: "\(directory.root)/replica-\(id.value).log")
         if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)

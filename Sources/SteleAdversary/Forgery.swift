@@ -1,0 +1,143 @@
+import SteleCore
+import SteleCrypto
+
+/// The randomness the forging helpers draw from. The simulator's seeded stream conforms, so a
+/// simulated adversary replays exactly from its seed; a real Byzantine replica uses
+/// `AdversaryGenerator`.
+public protocol AdversaryRandom {
+    mutating func next() -> UInt64
+    /// Uniform in 0 ..< bound (bound > 0).
+    mutating func int(below bound: Int) -> Int
+    mutating func bytes(_ count: Int) -> [UInt8]
+}
+
+extension AdversaryRandom {
+    /// Uniform in `range`.
+    public mutating func int(in range: ClosedRange<Int>) -> Int {
+        range.lowerBound + int(below: range.upperBound - range.lowerBound + 1)
+    }
+}
+
+/// A seeded generator for a real Byzantine replica (SplitMix64 underneath).
+public struct AdversaryGenerator: AdversaryRandom, Sendable {
+    private var generator: SeededGenerator
+
+    public init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
+
+    public mutating func next() -> UInt64 { generator.next() }
+
+    public mutating func int(below bound: Int) -> Int {
+        precondition(bound > 0, "int(below:) needs a positive bound")
+        return Int.random(in: 0..<bound, using: &generator)
+    }
+
+    public mutating func bytes(_ count: Int) -> [UInt8] {
+        (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
+    }
+
+    public mutating func chance(percent: Int) -> Bool { int(below: 100) < percent }
+}
+
+/// Ways to break a signed message so that a correct receiver must reject it.
+public enum Forgery {
+    public static func flipBit<Random: AdversaryRandom>(_ signature: Signature, random: inout Random) -> Signature {
+        var bytes = signature.bytes
+        let index = random.int(below: bytes.count)
+        bytes[index] ^= UInt8(1 << random.int(below: 8))
+        return Signature(bytes: bytes) ?? signature
+    }
+
+    /// Breaks a signature nested inside the message, then signs the outside properly.
+    public static func mangledNested<Random: AdversaryRandom>(_ message: Message, signer: ReplicaSigner, random: inout Random) -> Message {
+        switch message {
+        case .prePrepare(let m) where !m.batch.isEmpty:
+            var batch = m.batch
+            batch[0] = batch[0].withSignature(flipBit(batch[0].signature, random: &random))
+            return .prePrepare(PrePrepare(view: m.view, sequence: m.sequence, primary: m.primary, batch: batch).signed(by: signer))
+        case .viewChange(let m) where !m.checkpointProof.isEmpty:
+            var proof = m.checkpointProof
+            let c = proof[0]
+            proof[0] = Checkpoint(sequence: c.sequence, stateDigest: c.stateDigest, replica: c.replica, signature: flipBit(c.signature, random: &random))
+            return .viewChange(ViewChange(newView: m.newView, stableSequence: m.stableSequence, checkpointProof: proof, prepared: m.prepared, replica: m.replica).signed(by: signer))
+        case .newView(let m) where !m.viewChanges.isEmpty:
+            var viewChanges = m.viewChanges
+            viewChanges[0] = viewChanges[0].withSignature(flipBit(viewChanges[0].signature, random: &random))
+            return .newView(NewView(view: m.view, viewChanges: viewChanges, prePrepares: m.prePrepares, primary: m.primary).signed(by: signer))
+        case .stateResponse(let m) where !m.blocks.isEmpty:
+            var blocks = m.blocks
+            let block = blocks[0]
+            var signatures = block.commitSignatures
+            if !signatures.isEmpty { signatures[0] = ReplicaSignature(replica: signatures[0].replica, signature: flipBit(signatures[0].signature, random: &random)) }
+            blocks[0] = CertifiedBlock(height: block.height, prevHash: block.prevHash, batch: block.batch, certificateView: block.certificateView, commitSignatures: signatures)
+            return .stateResponse(StateResponse(blocks: blocks, checkpoint: m.checkpoint, replica: m.replica).signed(by: signer))
+        default:
+            return message.replacingSignature(flipBit(message.signature, random: &random))
+        }
+    }
+
+    /// Raw bytes a decoder must reject or survive: truncated, a flipped byte, or an extra byte.
+    public static func garbled<Random: AdversaryRandom>(_ bytes: [UInt8], random: inout Random) -> [UInt8] {
+        guard !bytes.isEmpty else { return [0xFF] }
+        var out = bytes
+        switch random.int(below: 3) {
+        case 0: out.removeLast(random.int(in: 1...out.count))
+        case 1:
+            let index = random.int(below: out.count)
+            out[index] ^= UInt8(1 << random.int(below: 8))
+        default: out.append(UInt8(truncatingIfNeeded: random.next()))
+        }
+        return out
+    }
+}
+
+// MARK: - Mangling helpers
+
+extension Message {
+    /// The same message with another outer signature.
+    public func replacingSignature(_ signature: Signature) -> Message {
+        switch self {
+        case .request(let m): .request(m.withSignature(signature))
+        case .prePrepare(let m): .prePrepare(m.withSignature(signature))
+        case .prepare(let m): .prepare(m.withSignature(signature))
+        case .commit(let m): .commit(m.withSignature(signature))
+        case .reply(let m):
+            .reply(Reply(view: m.view, timestamp: m.timestamp, client: m.client, replica: m.replica, height: m.height, blockHash: m.blockHash, signature: signature))
+        case .checkpoint(let m):
+            .checkpoint(Checkpoint(sequence: m.sequence, stateDigest: m.stateDigest, replica: m.replica, signature: signature))
+        case .viewChange(let m): .viewChange(m.withSignature(signature))
+        case .newView(let m): .newView(m.withSignature(signature))
+        case .stateRequest(let m):
+            .stateRequest(StateRequest(fromHeight: m.fromHeight, toHeight: m.toHeight, replica: m.replica, signature: signature))
+        case .stateResponse(let m):
+            .stateResponse(StateResponse(blocks: m.blocks, checkpoint: m.checkpoint, replica: m.replica, signature: signature))
+        }
+    }
+
+    /// One signed field changed, the old signature kept (so it no longer verifies).
+    public func mangledField<Random: AdversaryRandom>(random: inout Random) -> Message {
+        switch self {
+        case .request(let m):
+            .request(Request(client: m.client, timestamp: m.timestamp &+ 1, payload: m.payload, signature: m.signature))
+        case .prePrepare(let m):
+            .prePrepare(PrePrepare(view: m.view, sequence: m.sequence.next, primary: m.primary, batch: m.batch, signature: m.signature))
+        case .prepare(let m):
+            .prepare(Vote(kind: .prepare, view: m.view, sequence: m.sequence, digest: Digest.of(random.bytes(8)), replica: m.replica, signature: m.signature))
+        case .commit(let m):
+            .commit(Vote(kind: .commit, view: m.view.next, sequence: m.sequence, digest: m.digest, replica: m.replica, signature: m.signature))
+        case .reply(let m):
+            .reply(Reply(view: m.view, timestamp: m.timestamp, client: m.client, replica: m.replica, height: m.height.next, blockHash: m.blockHash, signature: m.signature))
+        case .checkpoint(let m):
+            .checkpoint(Checkpoint(sequence: m.sequence, stateDigest: Digest.of(random.bytes(8)), replica: m.replica, signature: m.signature))
+        case .viewChange(let m):
+            .viewChange(ViewChange(newView: m.newView.next, stableSequence: m.stableSequence, checkpointProof: m.checkpointProof, prepared: m.prepared, replica: m.replica, signature: m.signature))
+        case .newView(let m):
+            .newView(NewView(view: m.view.next, viewChanges: m.viewChanges, prePrepares: m.prePrepares, primary: m.primary, signature: m.signature))
+        case .stateRequest(let m):
+            .stateRequest(StateRequest(fromHeight: m.fromHeight, toHeight: m.toHeight.next, replica: m.replica, signature: m.signature))
+        case .stateResponse(let m) where m.blocks.isEmpty:
+            replacingSignature(.zero)
+        case .stateResponse(let m):
+            .stateResponse(StateResponse(blocks: Array(m.blocks.dropLast()), checkpoint: m.checkpoint, replica: m.replica, signature: m.signature))
+        }
+    }
+}
