@@ -343,13 +343,23 @@ extension Replica {
             acceptedRequests = acceptedRequests.filter { $0.key > block.height }
         }
         var executedRequest = false
+        // One signed reply per client of the block, in the order of each client's first request.
+        var replyClients: [PublicKey] = []
+        var replyTimestamps: [PublicKey: [UInt64]] = [:]
         for request in block.batch {
             let key = RequestKey(request)
             pending.remove(key)
             if inFlight[key] == block.height { inFlight.removeValue(forKey: key) }
             guard case .executed(let result) = clientStatus(request), result.height == block.height else { continue }
             executedRequest = true
-            if sendReplies { out.reply(signedReply(request, result: result)) }
+            guard sendReplies else { continue }
+            if replyTimestamps[request.client] == nil { replyClients.append(request.client) }
+            replyTimestamps[request.client, default: []].append(request.timestamp)
+        }
+        let blockHash = ledgerHead.hash
+        for client in replyClients {
+            let reply = Reply(view: view, timestamps: replyTimestamps[client] ?? [], client: client, replica: id, height: block.height, blockHash: blockHash)
+            out.reply(reply.signed(by: signer))
         }
         requestsExecuted(progress: executedRequest)
         afterExecution(&out)

@@ -236,8 +236,10 @@ public final class ReplicaNode: Sendable {
                     for mailbox in peerLinks.values { mailbox.post(frame) }
                 }
             case .reply(let reply):
-                if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: reply.timestamp)) {
-                    metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
+                for timestamp in reply.timestamps {
+                    if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: timestamp)) {
+                        metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
+                    }
                 }
                 let mailbox = clients.withLock { $0[reply.client] }
                 if let adversary = state.adversary {

@@ -25,6 +25,8 @@ struct BenchReport: Codable {
     var averageBatchSize: Double
     var viewChanges: UInt64
     var replicaRSSBytes: [UInt64]
+    /// Replica RSS sampled over the whole run (warm-up included), to show memory stays flat.
+    var replicaRSSOverTime: [RSSSample]
     var ledgerBytesPerTransaction: Double
     var ed25519VerifyPerSecondPerCore: Double
     var ed25519SignPerSecondPerCore: Double
@@ -33,6 +35,12 @@ struct BenchReport: Codable {
     var throughputOverCeiling: Double
     /// With `--flood KIND`: what the hostile load did while the honest clients were measured.
     var flood: FloodReport? = nil
+}
+
+/// Every replica's resident memory at one moment of a run.
+struct RSSSample: Codable {
+    var seconds: Double
+    var bytes: [UInt64]
 }
 
 /// Measures this machine's Ed25519 rates on one core, for the ceiling.
@@ -141,7 +149,7 @@ struct Bench: AsyncParsableCommand {
 
         let pids = supervisor.pids
         let floodTask = try startFlood(config: config, directory: directory)
-        let result = try await drive(config: config, pids: Array(pids.values))
+        let result = try await drive(config: config, pids: config.replicaIDs.compactMap { pids[$0] })
         floodTask.cancel()
         let floodReport = await floodTask.value
         let statuses = try await collectStatuses(config: config, directory: directory)
@@ -165,7 +173,7 @@ struct Bench: AsyncParsableCommand {
             cpuSecondsPer1000Tx: cpuPerThousand, replicaCPUSeconds: result.cpuSeconds,
             averageBatchSize: ledgerFacts.averageBatchSize,
             viewChanges: statuses.values.map(\.viewChanges).max() ?? 0,
-            replicaRSSBytes: rss, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
+            replicaRSSBytes: rss, replicaRSSOverTime: result.rssSamples, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
             ed25519VerifyPerSecondPerCore: rates.verify, ed25519SignPerSecondPerCore: rates.sign, cores: cores,
             ceilingTxPerSecond: ceiling, throughputOverCeiling: throughput / ceiling)
         if flood != .none { report.flood = floodReport }
@@ -184,9 +192,11 @@ struct Bench: AsyncParsableCommand {
         var measuredSeconds: Double
         var histogram: Histogram<UInt64>
         var cpuSeconds: Double
+        var rssSamples: [RSSSample]
     }
 
     /// Closed loop (or open loop with --rate): each client keeps `outstanding` requests in flight.
+    /// `pids` are the replicas' process ids in replica order.
     func drive(config: ClusterConfig, pids: [Int32]) async throws -> DriveResult {
         let start = ContinuousClock.now
         let measureFrom = start + .milliseconds(Int64(warmup * 1000))
@@ -194,6 +204,8 @@ struct Bench: AsyncParsableCommand {
         let payloadBytes = [UInt8](repeating: 0x61, count: payload)
         let totals = Locked((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
         let cpuAtStart = Locked<Double?>(nil)
+        let rssSamples = Locked<[RSSSample]>([])
+        let rssInterval = Duration.milliseconds(Int64(max(1, (warmup + duration) / 30) * 1000))
         let perRequestInterval: Duration? = rate > 0 ? .nanoseconds(Int64(1e9 * Double(clients * outstanding) / rate)) : nil
         let logger = Logger(label: "stele.bench") { _ in SwiftLogNoOpLogHandler() }
         var clientSettings = SteleClient.Settings()
@@ -206,6 +218,16 @@ struct Bench: AsyncParsableCommand {
             group.addTask {
                 try await Task.sleep(until: measureFrom)
                 cpuAtStart.withLock { $0 = replicaCPU(pids) }
+            }
+            // Samples the replicas' RSS about 30 times over the run.
+            group.addTask {
+                var next = start
+                while next <= stopAt {
+                    try await Task.sleep(until: next)
+                    let sample = RSSSample(seconds: Double((next - start).components.seconds), bytes: pids.compactMap(ProcessStats.residentBytes))
+                    rssSamples.withLock { $0.append(sample) }
+                    next += rssInterval
+                }
             }
             for _ in 0..<clients {
                 group.addTask {
@@ -251,7 +273,7 @@ struct Bench: AsyncParsableCommand {
         let cpuStart = cpuAtStart.withLock { $0 } ?? 0
         return totals.withLock { totals in
             DriveResult(acknowledged: totals.acknowledged, failed: totals.failed, measuredSeconds: duration,
-                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart)
+                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart, rssSamples: rssSamples.withLock { $0 })
         }
     }
 
@@ -321,6 +343,7 @@ struct Bench: AsyncParsableCommand {
           average batch        \(f(report.averageBatchSize)) tx
           view changes         \(report.viewChanges)
           replica RSS          \(report.replicaRSSBytes.map { "\($0 / 1_048_576) MiB" }.joined(separator: ", "))
+          largest RSS over run \(report.replicaRSSOverTime.map { "\(($0.bytes.max() ?? 0) / 1_048_576)" }.joined(separator: " ")) MiB
           ledger bytes per tx  \(f(report.ledgerBytesPerTransaction))
           Ed25519 per core     verify \(f(report.ed25519VerifyPerSecondPerCore, 0))/s, sign \(f(report.ed25519SignPerSecondPerCore, 0))/s, \(report.cores) cores
           ceiling              \(f(report.ceilingTxPerSecond, 0)) tx/s  →  throughput is \(f(report.throughputOverCeiling * 100)) % of it
