@@ -213,11 +213,15 @@ public final class ReplicaNode: Sendable {
                 break
             }
         }
-        if !records.isEmpty {
-            state.wal.append(records)
-            try state.wal.sync()
+        if !records.isEmpty { state.wal.append(records) }
+        switch (!records.isEmpty, ledgerTouched) {
+        case (true, true):
+            let ledger = state.ledger
+            try state.wal.sync(alongside: { try ledger.sync() })
+        case (true, false): try state.wal.sync()
+        case (false, true): try state.ledger.sync()
+        case (false, false): break
         }
-        if ledgerTouched { try state.ledger.sync() }
         if let stableCheckpoint { try state.wal.compact(above: stableCheckpoint) }
 
         for action in actions {
