@@ -107,6 +107,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Hostile load during the run: \(FloodKind.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "kind"))
     var flood: FloodKind = .none
 
+    @Option(name: .customLong("replica-executable"),
+            help: ArgumentHelp("Profiling: start the replicas with this executable (e.g. tools/profile-replica, which runs one replica under perf) instead of this one.", visibility: .hidden))
+    var replicaExecutable: String?
+
     func validate() throws {
         guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive and --warmup non-negative") }
         guard clients >= 1, outstanding >= 1 else { throw ValidationError("--clients and --outstanding must be at least 1") }
@@ -137,7 +141,7 @@ struct Bench: AsyncParsableCommand {
         try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath))
         _ = FileManager.default.createFile(atPath: "\(root)/replicas.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(root)/replicas.log"))
-        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: "warning", output: log)
+        let supervisor = Supervisor(directory: directory, executable: replicaExecutable ?? currentExecutablePath(), logLevel: "warning", output: log)
         let stopper = installStopHandler(supervisor)
         defer {
             stopper.forEach { $0.cancel() }
