@@ -188,6 +188,9 @@ struct Bench: AsyncParsableCommand {
         } else {
             printHuman(report)
         }
+        // The report must survive whatever happens while the cluster is torn down (stdout is
+        // fully buffered when redirected to a file).
+        fflush(nil)
     }
 
     struct DriveResult {
