@@ -245,16 +245,22 @@ struct Bench: AsyncParsableCommand {
                     next += rssInterval
                 }
             }
-            for _ in 0..<clients {
+            for clientIndex in 0..<clients {
                 group.addTask {
                     try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: logger) { client in
                         await withTaskGroup(of: Void.self) { workers in
-                            for _ in 0..<outstanding {
+                            for workerIndex in 0..<outstanding {
                                 workers.addTask {
                                     var local = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
                                     var acknowledged = 0
                                     var failed = 0
+                                    // Open loop: the workers' sends are spread evenly over one interval
+                                    // (in phase they would arrive as one burst per interval).
                                     var nextSend = ContinuousClock.now
+                                    if let perRequestInterval {
+                                        let worker = clientIndex * outstanding + workerIndex
+                                        nextSend += perRequestInterval * (Double(worker) / Double(clients * outstanding))
+                                    }
                                     while ContinuousClock.now < stopAt {
                                         if let perRequestInterval {
                                             if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
