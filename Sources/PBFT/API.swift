@@ -121,11 +121,12 @@ public struct LedgerHead: Sendable, Equatable {
         precondition(block.height == height.next, "ledger blocks apply in height order")
         precondition(block.prevHash == hash, "ledger blocks chain")
         let blockHash = block.hash
+        let result = Reply.Result(height: block.height, blockHash: blockHash)
         for request in block.batch {
-            var record = clients[request.client] ?? ClientRecord()
-            guard case .new = record.status(of: request.timestamp) else { continue }
-            record.record(timestamp: request.timestamp, result: Reply.Result(height: block.height, blockHash: blockHash))
-            clients[request.client] = record
+            guard case .new = clients[request.client]?.status(of: request.timestamp) ?? .new else { continue }
+            // Mutated in place: a copy of the record would copy its table of recent results
+            // (up to 2,048 entries) for every transaction.
+            clients[request.client, default: ClientRecord()].record(timestamp: request.timestamp, result: result)
         }
         height = block.height
         hash = blockHash

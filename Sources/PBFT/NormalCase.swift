@@ -45,10 +45,21 @@ extension Replica {
     // MARK: Batching (primary)
 
     /// Cuts batches while requests are queued, the pipeline has room and the next sequence is
-    /// inside the window. Called on every request and every tick, so batches grow under load.
-    mutating func proposeBatches(_ out: inout Outbox) {
+    /// inside the window — adapting to load: a batch smaller than `batchSizeMax` is cut only when
+    /// no proposed batch is waiting to execute, or when one just executed (`afterExecution`: one
+    /// partial batch per execution, so the pipeline is clocked by executions). Otherwise requests
+    /// accumulate until a batch is full. At low load a request is proposed at once; under load
+    /// batches grow instead of the pipeline filling with tiny ones, whose per-batch cost (three
+    /// signed protocol messages per replica, their verification, the fsyncs) dominates.
+    mutating func proposeBatches(afterExecution: Bool = false, _ out: inout Outbox) {
         guard isPrimary, !isInViewChange, lastExecuted >= stableCheckpoint else { return }
+        var partialBatchesAllowed = afterExecution ? 1 : 0
         while hasRoomForProposal {
+            let isFull = pending.unexaminedCount >= config.parameters.batchSizeMax
+            if !isFull, proposedUnexecuted > 0 {
+                guard partialBatchesAllowed > 0 else { return }
+                partialBatchesAllowed -= 1
+            }
             let inFlight = self.inFlight
             let clients = ledgerHead.clients
             let prepared = preparedRequests()
@@ -81,9 +92,13 @@ extension Replica {
         }.isEmpty == false
     }
 
+    /// Sequences this primary proposed that have not executed yet.
+    private var proposedUnexecuted: UInt64 {
+        nextSequence.value > lastExecuted.value ? nextSequence.value - 1 - lastExecuted.value : 0
+    }
+
     private var hasRoomForProposal: Bool {
-        let proposedUnexecuted = nextSequence.value > lastExecuted.value ? nextSequence.value - 1 - lastExecuted.value : 0
-        return nextSequence <= highWatermark && proposedUnexecuted < UInt64(config.parameters.pipelineDepthMax)
+        nextSequence <= highWatermark && proposedUnexecuted < UInt64(config.parameters.pipelineDepthMax)
     }
 
     /// Not in an accepted, unexecuted PRE-PREPARE (of any view), not in a prepared certificate
@@ -304,13 +319,15 @@ extension Replica {
 
     /// Executes committed batches strictly in sequence order.
     mutating func executeReady(_ out: inout Outbox) {
+        var executedAny = false
         while let batch = committed.removeValue(forKey: lastExecuted.next) {
             let block = CertifiedBlock(
                 height: lastExecuted.next, prevHash: ledgerHead.hash, batch: batch.batch,
                 certificateView: batch.view, commitSignatures: batch.signatures)
             execute(block, sendReplies: true, &out)
+            executedAny = true
         }
-        proposeBatches(&out)
+        proposeBatches(afterExecution: executedAny, &out)
     }
 
     /// Appends one block to the ledger and applies it; the caller checked height and chain.
@@ -319,15 +336,30 @@ extension Replica {
         out.commit(block)
         ledgerHead.apply(block)
         executedDigests[block.height] = block.batchDigest
-        acceptedRequests = acceptedRequests.filter { $0.key > block.height }
+        // Entries are kept only for unexecuted sequences: drop this height without rebuilding
+        // the table for every block.
+        acceptedRequests.removeValue(forKey: block.height)
+        if acceptedRequests.keys.contains(where: { $0 < block.height }) {
+            acceptedRequests = acceptedRequests.filter { $0.key > block.height }
+        }
         var executedRequest = false
+        // One signed reply per client of the block, in the order of each client's first request.
+        var replyClients: [PublicKey] = []
+        var replyTimestamps: [PublicKey: [UInt64]] = [:]
         for request in block.batch {
             let key = RequestKey(request)
             pending.remove(key)
             if inFlight[key] == block.height { inFlight.removeValue(forKey: key) }
             guard case .executed(let result) = clientStatus(request), result.height == block.height else { continue }
             executedRequest = true
-            if sendReplies { out.reply(signedReply(request, result: result)) }
+            guard sendReplies else { continue }
+            if replyTimestamps[request.client] == nil { replyClients.append(request.client) }
+            replyTimestamps[request.client, default: []].append(request.timestamp)
+        }
+        let blockHash = ledgerHead.hash
+        for client in replyClients {
+            let reply = Reply(view: view, timestamps: replyTimestamps[client] ?? [], client: client, replica: id, height: block.height, blockHash: blockHash)
+            out.reply(reply.signed(by: signer))
         }
         requestsExecuted(progress: executedRequest)
         afterExecution(&out)

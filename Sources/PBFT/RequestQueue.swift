@@ -22,6 +22,10 @@ struct RequestQueue: Sendable {
 
     func contains(_ key: RequestKey) -> Bool { entries[key] != nil }
 
+    /// Requests the primary has not looked at in this view (an upper bound: lazily removed
+    /// ones still count until compaction). What the next batch can hold at most.
+    var unexaminedCount: Int { order.count - cursor }
+
     /// Adds a request; false if it is already known or the queue is full.
     @discardableResult
     mutating func insert(_ request: Request) -> Bool {

@@ -101,7 +101,7 @@ extension Message {
         case .prepare(let m): .prepare(m.withSignature(signature))
         case .commit(let m): .commit(m.withSignature(signature))
         case .reply(let m):
-            .reply(Reply(view: m.view, timestamp: m.timestamp, client: m.client, replica: m.replica, height: m.height, blockHash: m.blockHash, signature: signature))
+            .reply(m.withSignature(signature))
         case .checkpoint(let m):
             .checkpoint(Checkpoint(sequence: m.sequence, stateDigest: m.stateDigest, replica: m.replica, signature: signature))
         case .viewChange(let m): .viewChange(m.withSignature(signature))
@@ -125,7 +125,7 @@ extension Message {
         case .commit(let m):
             .commit(Vote(kind: .commit, view: m.view.next, sequence: m.sequence, digest: m.digest, replica: m.replica, signature: m.signature))
         case .reply(let m):
-            .reply(Reply(view: m.view, timestamp: m.timestamp, client: m.client, replica: m.replica, height: m.height.next, blockHash: m.blockHash, signature: m.signature))
+            .reply(Reply(view: m.view, timestamps: m.timestamps, client: m.client, replica: m.replica, height: m.height.next, blockHash: m.blockHash, signature: m.signature))
         case .checkpoint(let m):
             .checkpoint(Checkpoint(sequence: m.sequence, stateDigest: Digest.of(random.bytes(8)), replica: m.replica, signature: m.signature))
         case .viewChange(let m):

@@ -206,24 +206,35 @@ public struct Vote: Hashable, Sendable {
 
 // MARK: - REPLY
 
-/// REPLY(v, t, c, i, r): the result of executing a request is where it landed in the ledger.
+/// REPLY(v, c, i, height, block hash, timestamps): the client's requests at `timestamps`
+/// executed in the block at `height`, whose hash is `blockHash`. A replica sends one signed
+/// reply per (client, block) however many of that client's requests the block holds, so a
+/// pipelining client costs one signature per block, not one per request; a retransmitted
+/// request gets its cached result with just its own timestamp.
 public struct Reply: Hashable, Sendable {
     public let view: View
-    public let timestamp: UInt64
+    /// 1 ... `CodecLimits.batchCountMax` timestamps of this client, all with the same result.
+    public let timestamps: [UInt64]
     public let client: PublicKey
     public let replica: ReplicaID
     public let height: SequenceNumber
     public let blockHash: Digest
     public let signature: Signature
 
-    public init(view: View, timestamp: UInt64, client: PublicKey, replica: ReplicaID, height: SequenceNumber, blockHash: Digest, signature: Signature = .zero) {
+    public init(view: View, timestamps: [UInt64], client: PublicKey, replica: ReplicaID, height: SequenceNumber, blockHash: Digest, signature: Signature = .zero) {
+        precondition(!timestamps.isEmpty, "a reply answers at least one request")
         self.view = view
-        self.timestamp = timestamp
+        self.timestamps = timestamps
         self.client = client
         self.replica = replica
         self.height = height
         self.blockHash = blockHash
         self.signature = signature
+    }
+
+    /// A reply to one request.
+    public init(view: View, timestamp: UInt64, client: PublicKey, replica: ReplicaID, height: SequenceNumber, blockHash: Digest, signature: Signature = .zero) {
+        self.init(view: view, timestamps: [timestamp], client: client, replica: replica, height: height, blockHash: blockHash, signature: signature)
     }
 
     /// The part f+1 replicas must agree on for a client to accept the reply.
@@ -238,26 +249,30 @@ public struct Reply: Hashable, Sendable {
     public var result: Result { Result(height: height, blockHash: blockHash) }
 
     var bodyDigest: Digest {
-        var writer = ByteWriter(capacity: 96)
-        writer.writeFixed(Array("stele.reply.v1".utf8))
+        var writer = ByteWriter(capacity: 112 + 8 * timestamps.count)
+        writer.writeFixed(Array("stele.reply.v2".utf8))
         writer.write(client)
-        writer.write(timestamp)
         writer.write(height)
         writer.write(blockHash)
+        writer.writeArray(timestamps) { $0.write($1) }
         return Digest.of(writer.bytes)
     }
 
     public var signedContent: SignedContent {
-        SignedContent(tag: .reply, view: view, sequence: SequenceNumber(timestamp), signer: replica.value, digest: bodyDigest)
+        SignedContent(tag: .reply, view: view, sequence: height, signer: replica.value, digest: bodyDigest)
     }
 
     public func signed(by signer: ReplicaSigner) -> Reply {
-        Reply(view: view, timestamp: timestamp, client: client, replica: replica, height: height, blockHash: blockHash, signature: signer.sign(signedContent))
+        withSignature(signer.sign(signedContent))
+    }
+
+    public func withSignature(_ signature: Signature) -> Reply {
+        Reply(view: view, timestamps: timestamps, client: client, replica: replica, height: height, blockHash: blockHash, signature: signature)
     }
 
     public func encode(into writer: inout ByteWriter) {
         writer.write(view)
-        writer.write(timestamp)
+        writer.writeArray(timestamps) { $0.write($1) }
         writer.write(client)
         writer.write(replica)
         writer.write(height)
@@ -266,9 +281,17 @@ public struct Reply: Hashable, Sendable {
     }
 
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> Reply {
-        Reply(
-            view: try reader.readView("reply.view"),
-            timestamp: try reader.readUInt64("reply.timestamp"),
+        let view = try reader.readView("reply.view")
+        let countOffset = reader.offset
+        let timestamps = try reader.readArray("reply.timestamps", limit: reader.limits.batchCountMax, elementSizeMin: 8) {
+            (r: inout ByteReader) throws(DecodingError) in try r.readUInt64("reply.timestamp")
+        }
+        guard !timestamps.isEmpty else {
+            throw DecodingError(.invalidValue(reason: "a reply answers at least one request"), field: "reply.timestamps", offset: countOffset)
+        }
+        return Reply(
+            view: view,
+            timestamps: timestamps,
             client: try reader.readPublicKey("reply.client"),
             replica: try reader.readReplica("reply.replica"),
             height: try reader.readSequence("reply.height"),

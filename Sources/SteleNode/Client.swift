@@ -160,25 +160,33 @@ public final class SteleClient: Sendable {
     }
 
     private func accept(_ reply: Reply, from replica: ReplicaID) {
+        // A reply only for requests that already have their f+1 matching replies (or were never
+        // sent) changes nothing: skip its signature check, the client's largest cost.
+        let isAwaited = state.withLock { state in reply.timestamps.contains { state.pending[$0] != nil } }
+        guard isAwaited else { return }
         guard reply.replica == replica, reply.client == keyPair.publicKey,
               let key = config.publicKey(of: replica),
               Ed25519.verify(reply.signature, of: reply.signedContent.bytes(cluster: config.cluster), by: key) else {
             logger.debug("ignoring a reply that does not verify", metadata: ["replica": "\(replica.value)"])
             return
         }
-        let resolved: (CheckedContinuation<Reply.Result, Error>, Reply.Result)? = state.withLock { state in
+        let resolved: [(CheckedContinuation<Reply.Result, Error>, Reply.Result)] = state.withLock { state in
             state.highestView = max(state.highestView, reply.view)
-            guard var pending = state.pending[reply.timestamp] else { return nil }
-            pending.replies[replica] = reply.result
-            let matching = pending.replies.values.filter { $0 == reply.result }.count
-            if matching >= config.weakQuorum, let continuation = pending.continuation {
-                state.pending[reply.timestamp] = nil
-                return (continuation, reply.result)
+            var resolved: [(CheckedContinuation<Reply.Result, Error>, Reply.Result)] = []
+            for timestamp in reply.timestamps {
+                guard var pending = state.pending[timestamp] else { continue }
+                pending.replies[replica] = reply.result
+                let matching = pending.replies.values.filter { $0 == reply.result }.count
+                if matching >= config.weakQuorum, let continuation = pending.continuation {
+                    state.pending[timestamp] = nil
+                    resolved.append((continuation, reply.result))
+                } else {
+                    state.pending[timestamp] = pending
+                }
             }
-            state.pending[reply.timestamp] = pending
-            return nil
+            return resolved
         }
-        if let (continuation, result) = resolved { continuation.resume(returning: result) }
+        for (continuation, result) in resolved { continuation.resume(returning: result) }
     }
 
     /// Asks one replica for its status; nil if it does not answer within `timeout`.

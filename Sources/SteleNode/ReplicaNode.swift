@@ -213,11 +213,15 @@ public final class ReplicaNode: Sendable {
                 break
             }
         }
-        if !records.isEmpty {
-            state.wal.append(records)
-            try state.wal.sync()
+        if !records.isEmpty { state.wal.append(records) }
+        switch (!records.isEmpty, ledgerTouched) {
+        case (true, true):
+            let ledger = state.ledger
+            try state.wal.sync(alongside: { try ledger.sync() })
+        case (true, false): try state.wal.sync()
+        case (false, true): try state.ledger.sync()
+        case (false, false): break
         }
-        if ledgerTouched { try state.ledger.sync() }
         if let stableCheckpoint { try state.wal.compact(above: stableCheckpoint) }
 
         for action in actions {
@@ -236,8 +240,10 @@ public final class ReplicaNode: Sendable {
                     for mailbox in peerLinks.values { mailbox.post(frame) }
                 }
             case .reply(let reply):
-                if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: reply.timestamp)) {
-                    metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
+                for timestamp in reply.timestamps {
+                    if let arrival = state.arrivals.removeValue(forKey: RequestKey(client: reply.client, timestamp: timestamp)) {
+                        metrics.requestLatency.recordNanoseconds(arrival.duration(to: .now).nanoseconds)
+                    }
                 }
                 let mailbox = clients.withLock { $0[reply.client] }
                 if let adversary = state.adversary {

@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import Dispatch
 import PBFT
 import SteleCore
 import SteleCrypto
@@ -206,5 +207,35 @@ public final class WriteAheadLog {
         guard dfd >= 0 else { return }
         _ = fsync(dfd)
         close(dfd)
+    }
+}
+
+extension WriteAheadLog {
+    /// Group commit of the log and another file (the ledger): writes and fsyncs the buffered
+    /// records while `other` (the ledger's sync) runs on another thread, so the two fsyncs
+    /// overlap — the file system commits them together — instead of following each other.
+    /// Returns only once both are durable; throws the log's error first, then the other's.
+    /// Safe to overlap: nothing is sent before both return, and a ledger block durable
+    /// without this group's log records protects no message that went out.
+    public func sync(alongside other: @escaping () throws -> Void) throws {
+        let job = OverlappedSync(other)
+        let done = DispatchGroup()
+        DispatchQueue.global(qos: .userInitiated).async(group: done) { job.run() }
+        var logError: Error?
+        do { try sync() } catch { logError = error }
+        done.wait()
+        if let logError { throw logError }
+        if let otherError = job.error { throw otherError }
+    }
+}
+
+/// The other half of an overlapped sync; touched by the waiting thread only after the group
+/// completed, so the unchecked Sendable conformance is sound.
+private final class OverlappedSync: @unchecked Sendable {
+    let body: () throws -> Void
+    var error: Error?
+    init(_ body: @escaping () throws -> Void) { self.body = body }
+    func run() {
+        do { try body() } catch { self.error = error }
     }
 }

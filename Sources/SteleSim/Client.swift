@@ -75,20 +75,25 @@ public final class SimClient {
     }
 
     /// Takes one authenticated reply (the shell checked its signature and that it came from
-    /// `reply.replica`). Returns the acceptance if this reply completed f+1 matching results.
-    public func receive(_ reply: Reply, now: UInt64) -> Accepted? {
-        guard reply.client == signer.publicKey, config.isMember(reply.replica) else { return nil }
-        guard var entry = pending[reply.timestamp] else { return nil }
-        entry.replies[reply.replica] = reply
-        pending[reply.timestamp] = entry
-        let matching = entry.replies.values.filter { $0.result == reply.result }
-        guard matching.count >= config.weakQuorum else { return nil }
-        // The highest view that f+1 matching replies vouch for (so one liar cannot steer us).
-        let views = matching.map(\.view).sorted(by: >)
-        believedView = max(believedView, views[config.weakQuorum - 1])
-        pending[reply.timestamp] = nil
-        let acceptance = Accepted(request: entry.request, result: reply.result, submittedTick: entry.submittedTick, acceptedTick: now)
-        accepted[reply.timestamp] = acceptance
-        return acceptance
+    /// `reply.replica`). Returns the acceptances this reply completed (f+1 matching results),
+    /// in the order of its timestamps.
+    public func receive(_ reply: Reply, now: UInt64) -> [Accepted] {
+        guard reply.client == signer.publicKey, config.isMember(reply.replica) else { return [] }
+        var acceptances = [Accepted]()
+        for timestamp in reply.timestamps {
+            guard var entry = pending[timestamp] else { continue }
+            entry.replies[reply.replica] = reply
+            pending[timestamp] = entry
+            let matching = entry.replies.values.filter { $0.result == reply.result }
+            guard matching.count >= config.weakQuorum else { continue }
+            // The highest view that f+1 matching replies vouch for (so one liar cannot steer us).
+            let views = matching.map(\.view).sorted(by: >)
+            believedView = max(believedView, views[config.weakQuorum - 1])
+            pending[timestamp] = nil
+            let acceptance = Accepted(request: entry.request, result: reply.result, submittedTick: entry.submittedTick, acceptedTick: now)
+            accepted[timestamp] = acceptance
+            acceptances.append(acceptance)
+        }
+        return acceptances
     }
 }

@@ -497,14 +497,15 @@ public final class Simulation<Core: SimulatedReplica> {
             stats.rejectedCount += 1
             return
         }
-        guard let accepted = client.receive(reply, now: tick) else { return }
-        stats.acceptedCount += 1
-        var writer = ByteWriter(capacity: 48)
-        writer.write(accepted.request.timestamp)
-        writer.write(accepted.result.height)
-        writer.write(accepted.result.blockHash)
-        trace.record(tick: tick, event: .accepted, node: client.index, bytes: writer.bytes)
-        log("tick \(tick): c\(client.index) accepted t\(accepted.request.timestamp) at height \(accepted.result.height.value)")
+        for accepted in client.receive(reply, now: tick) {
+            stats.acceptedCount += 1
+            var writer = ByteWriter(capacity: 48)
+            writer.write(accepted.request.timestamp)
+            writer.write(accepted.result.height)
+            writer.write(accepted.result.blockHash)
+            trace.record(tick: tick, event: .accepted, node: client.index, bytes: writer.bytes)
+            log("tick \(tick): c\(client.index) accepted t\(accepted.request.timestamp) at height \(accepted.result.height.value)")
+        }
     }
 
     // MARK: - Clients

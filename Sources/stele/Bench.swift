@@ -25,6 +25,8 @@ struct BenchReport: Codable {
     var averageBatchSize: Double
     var viewChanges: UInt64
     var replicaRSSBytes: [UInt64]
+    /// Replica RSS sampled over the whole run (warm-up included), to show memory stays flat.
+    var replicaRSSOverTime: [RSSSample]
     var ledgerBytesPerTransaction: Double
     var ed25519VerifyPerSecondPerCore: Double
     var ed25519SignPerSecondPerCore: Double
@@ -35,25 +37,40 @@ struct BenchReport: Codable {
     var flood: FloodReport? = nil
 }
 
-/// Measures this machine's Ed25519 rates on one core, for the ceiling.
+/// Every replica's resident memory at one moment of a run.
+struct RSSSample: Codable {
+    var seconds: Double
+    var bytes: [UInt64]
+}
+
+/// Measures this machine's Ed25519 rates on one core, for the ceiling: operations per second
+/// of this thread's CPU time, so that other processes competing for the cores (a shared,
+/// noisy machine) do not make the ceiling look lower than what a core can do.
 func measureEd25519(seconds: Double = 1.0) -> (verify: Double, sign: Double) {
     let keyPair = KeyPair(seed: [UInt8](repeating: 7, count: 32))!
     let message = [UInt8](repeating: 0x5a, count: 79)
     let signature = keyPair.sign(message)
     var signs = 0
-    var start = Date()
-    while Date().timeIntervalSince(start) < seconds {
+    var start = threadCPUSeconds()
+    while threadCPUSeconds() - start < seconds {
         for _ in 0..<100 { _ = keyPair.sign(message) }
         signs += 100
     }
-    let signRate = Double(signs) / Date().timeIntervalSince(start)
+    let signRate = Double(signs) / (threadCPUSeconds() - start)
     var verifies = 0
-    start = Date()
-    while Date().timeIntervalSince(start) < seconds {
+    start = threadCPUSeconds()
+    while threadCPUSeconds() - start < seconds {
         for _ in 0..<100 { precondition(Ed25519.verify(signature, of: message, by: keyPair.publicKey)) }
         verifies += 100
     }
-    return (Double(verifies) / Date().timeIntervalSince(start), signRate)
+    return (Double(verifies) / (threadCPUSeconds() - start), signRate)
+}
+
+/// CPU seconds the calling thread has used.
+func threadCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 struct Bench: AsyncParsableCommand {
@@ -99,6 +116,10 @@ struct Bench: AsyncParsableCommand {
     @Option(help: ArgumentHelp("Hostile load during the run: \(FloodKind.allCases.map(\.rawValue).joined(separator: ", ")).", valueName: "kind"))
     var flood: FloodKind = .none
 
+    @Option(name: .customLong("replica-executable"),
+            help: ArgumentHelp("Profiling: start the replicas with this executable (e.g. tools/profile-replica, which runs one replica under perf) instead of this one.", visibility: .hidden))
+    var replicaExecutable: String?
+
     func validate() throws {
         guard duration > 0, warmup >= 0 else { throw ValidationError("--duration must be positive and --warmup non-negative") }
         guard clients >= 1, outstanding >= 1 else { throw ValidationError("--clients and --outstanding must be at least 1") }
@@ -129,7 +150,7 @@ struct Bench: AsyncParsableCommand {
         try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath))
         _ = FileManager.default.createFile(atPath: "\(root)/replicas.log", contents: nil)
         let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(root)/replicas.log"))
-        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: "warning", output: log)
+        let supervisor = Supervisor(directory: directory, executable: replicaExecutable ?? currentExecutablePath(), logLevel: "warning", output: log)
         let stopper = installStopHandler(supervisor)
         defer {
             stopper.forEach { $0.cancel() }
@@ -141,7 +162,7 @@ struct Bench: AsyncParsableCommand {
 
         let pids = supervisor.pids
         let floodTask = try startFlood(config: config, directory: directory)
-        let result = try await drive(config: config, pids: Array(pids.values))
+        let result = try await drive(config: config, pids: config.replicaIDs.compactMap { pids[$0] })
         floodTask.cancel()
         let floodReport = await floodTask.value
         let statuses = try await collectStatuses(config: config, directory: directory)
@@ -165,7 +186,7 @@ struct Bench: AsyncParsableCommand {
             cpuSecondsPer1000Tx: cpuPerThousand, replicaCPUSeconds: result.cpuSeconds,
             averageBatchSize: ledgerFacts.averageBatchSize,
             viewChanges: statuses.values.map(\.viewChanges).max() ?? 0,
-            replicaRSSBytes: rss, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
+            replicaRSSBytes: rss, replicaRSSOverTime: result.rssSamples, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
             ed25519VerifyPerSecondPerCore: rates.verify, ed25519SignPerSecondPerCore: rates.sign, cores: cores,
             ceilingTxPerSecond: ceiling, throughputOverCeiling: throughput / ceiling)
         if flood != .none { report.flood = floodReport }
@@ -176,6 +197,9 @@ struct Bench: AsyncParsableCommand {
         } else {
             printHuman(report)
         }
+        // The report must survive whatever happens while the cluster is torn down (stdout is
+        // fully buffered when redirected to a file).
+        fflush(nil)
     }
 
     struct DriveResult {
@@ -184,9 +208,11 @@ struct Bench: AsyncParsableCommand {
         var measuredSeconds: Double
         var histogram: Histogram<UInt64>
         var cpuSeconds: Double
+        var rssSamples: [RSSSample]
     }
 
     /// Closed loop (or open loop with --rate): each client keeps `outstanding` requests in flight.
+    /// `pids` are the replicas' process ids in replica order.
     func drive(config: ClusterConfig, pids: [Int32]) async throws -> DriveResult {
         let start = ContinuousClock.now
         let measureFrom = start + .milliseconds(Int64(warmup * 1000))
@@ -194,6 +220,8 @@ struct Bench: AsyncParsableCommand {
         let payloadBytes = [UInt8](repeating: 0x61, count: payload)
         let totals = Locked((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
         let cpuAtStart = Locked<Double?>(nil)
+        let rssSamples = Locked<[RSSSample]>([])
+        let rssInterval = Duration.milliseconds(Int64(max(1, (warmup + duration) / 30) * 1000))
         let perRequestInterval: Duration? = rate > 0 ? .nanoseconds(Int64(1e9 * Double(clients * outstanding) / rate)) : nil
         let logger = Logger(label: "stele.bench") { _ in SwiftLogNoOpLogHandler() }
         var clientSettings = SteleClient.Settings()
@@ -207,16 +235,32 @@ struct Bench: AsyncParsableCommand {
                 try await Task.sleep(until: measureFrom)
                 cpuAtStart.withLock { $0 = replicaCPU(pids) }
             }
-            for _ in 0..<clients {
+            // Samples the replicas' RSS about 30 times over the run.
+            group.addTask {
+                var next = start
+                while next <= stopAt {
+                    try await Task.sleep(until: next)
+                    let sample = RSSSample(seconds: Double((next - start).components.seconds), bytes: pids.compactMap(ProcessStats.residentBytes))
+                    rssSamples.withLock { $0.append(sample) }
+                    next += rssInterval
+                }
+            }
+            for clientIndex in 0..<clients {
                 group.addTask {
                     try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: logger) { client in
                         await withTaskGroup(of: Void.self) { workers in
-                            for _ in 0..<outstanding {
+                            for workerIndex in 0..<outstanding {
                                 workers.addTask {
                                     var local = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
                                     var acknowledged = 0
                                     var failed = 0
+                                    // Open loop: the workers' sends are spread evenly over one interval
+                                    // (in phase they would arrive as one burst per interval).
                                     var nextSend = ContinuousClock.now
+                                    if let perRequestInterval {
+                                        let worker = clientIndex * outstanding + workerIndex
+                                        nextSend += perRequestInterval * (Double(worker) / Double(clients * outstanding))
+                                    }
                                     while ContinuousClock.now < stopAt {
                                         if let perRequestInterval {
                                             if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
@@ -251,7 +295,7 @@ struct Bench: AsyncParsableCommand {
         let cpuStart = cpuAtStart.withLock { $0 } ?? 0
         return totals.withLock { totals in
             DriveResult(acknowledged: totals.acknowledged, failed: totals.failed, measuredSeconds: duration,
-                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart)
+                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart, rssSamples: rssSamples.withLock { $0 })
         }
     }
 
@@ -321,6 +365,7 @@ struct Bench: AsyncParsableCommand {
           average batch        \(f(report.averageBatchSize)) tx
           view changes         \(report.viewChanges)
           replica RSS          \(report.replicaRSSBytes.map { "\($0 / 1_048_576) MiB" }.joined(separator: ", "))
+          largest RSS over run \(report.replicaRSSOverTime.map { "\(($0.bytes.max() ?? 0) / 1_048_576)" }.joined(separator: " ")) MiB
           ledger bytes per tx  \(f(report.ledgerBytesPerTransaction))
           Ed25519 per core     verify \(f(report.ed25519VerifyPerSecondPerCore, 0))/s, sign \(f(report.ed25519SignPerSecondPerCore, 0))/s, \(report.cores) cores
           ceiling              \(f(report.ceilingTxPerSecond, 0)) tx/s  →  throughput is \(f(report.throughputOverCeiling * 100)) % of it
