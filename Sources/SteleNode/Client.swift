@@ -108,7 +108,9 @@ public final class SteleClient: Sendable {
         }
     }
 
-    /// Submits one transaction and waits until f+1 replicas report the same block.
+    /// Submits one transaction and waits until f+1 replicas report the same block. Cancelling
+    /// the calling task ends the wait at once with `CancellationError` (the request may still
+    /// commit).
     public func submit(_ payload: [UInt8], timeout: Duration = .seconds(30)) async throws -> SubmitResult {
         let limit = CodecLimits.standard.payloadBytesMax
         guard payload.count <= limit else { throw ClientError(code: .payloadTooLarge(bytes: payload.count, limit: limit)) }
@@ -116,10 +118,17 @@ public final class SteleClient: Sendable {
         let request = signer.request(timestamp: nextTimestamp(), payload: payload)
         let result = try await withThrowingTaskGroup(of: Reply.Result?.self) { group in
             group.addTask {
-                try await withCheckedThrowingContinuation { continuation in
-                    self.state.withLock { $0.pending[request.timestamp] = Pending(continuation: continuation, request: request) }
-                    let primary = self.state.withLock { self.config.primary(of: $0.highestView) }
-                    self.links[primary]?.post(.message(.request(request)))
+                try await withTaskCancellationHandler {
+                    try await withCheckedThrowingContinuation { continuation in
+                        self.state.withLock { $0.pending[request.timestamp] = Pending(continuation: continuation, request: request) }
+                        // Cancelled before the continuation was registered: the handler found
+                        // nothing to resume, so resume here.
+                        if Task.isCancelled { self.abandon(request.timestamp) }
+                        let primary = self.state.withLock { self.config.primary(of: $0.highestView) }
+                        self.links[primary]?.post(.message(.request(request)))
+                    }
+                } onCancel: {
+                    self.abandon(request.timestamp)
                 }
             }
             group.addTask {
@@ -150,6 +159,12 @@ public final class SteleClient: Sendable {
             for mailbox in links.values { mailbox.post(.message(.request(request))) }
             interval = min(interval * 2, settings.retransmitAfterMax)
         }
+    }
+
+    /// The caller's task was cancelled: stop waiting for this request (it may still commit).
+    private func abandon(_ timestamp: UInt64) {
+        let taken = state.withLock { state in state.pending.removeValue(forKey: timestamp) }
+        taken?.continuation?.resume(throwing: CancellationError())
     }
 
     private func fail(_ timestamp: UInt64) {
