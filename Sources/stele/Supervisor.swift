@@ -36,27 +36,32 @@ final class Supervisor: Sendable {
         process.standardOutput = pipe
         process.standardError = pipe
         let prefix = "[r\(id.value)] "
-        let buffer = Mutex<[UInt8]>([])
-        pipe.fileHandleForReading.readabilityHandler = { handle in
-            let data = handle.availableData
-            if data.isEmpty {
-                handle.readabilityHandler = nil
-                return
-            }
-            let lines: [String] = buffer.withLock { pending in
+        // A plain thread with blocking reads, not a FileHandle readability handler: clearing
+        // such a handler at end of file raced libdispatch's event loop and crashed `stele bench`
+        // now and then as its replicas exited.
+        let reader = pipe.fileHandleForReading
+        let thread = Thread { [self] in
+            var pending: [UInt8] = []
+            while true {
+                let data = reader.availableData
+                if data.isEmpty { break }
                 pending += data
-                var out: [String] = []
+                var lines: [String] = []
                 while let newline = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                    out.append(String(decoding: pending[..<newline], as: UTF8.self))
+                    lines.append(String(decoding: pending[..<newline], as: UTF8.self))
                     pending.removeSubrange(...newline)
                 }
-                return out
+                self.printLock.withLock { _ in
+                    for line in lines { self.output.write(Data((prefix + line + "\n").utf8)) }
+                }
             }
-            self.printLock.withLock { _ in
-                for line in lines { self.output.write(Data((prefix + line + "\n").utf8)) }
-            }
+            try? reader.close()
         }
+        thread.name = "stele-log-r\(id.value)"
         try process.run()
+        // The child holds the write end now; closing ours lets the reader see end of file.
+        try? pipe.fileHandleForWriting.close()
+        thread.start()
         try "\(process.processIdentifier)\n".write(toFile: directory.pidPath(id), atomically: true, encoding: .utf8)
         processes.withLock { $0[id] = process }
     }
