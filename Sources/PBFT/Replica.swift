@@ -90,6 +90,12 @@ public struct Replica: Sendable {
     /// How long this view change waits for its NEW-VIEW.
     var newViewWaitTicks: UInt64
     var nextRetransmitTick: UInt64
+    /// The unexecuted sequences of `view` whose own messages were already in the log at the
+    /// last retransmission round: only those are re-sent at the next round, so a message is
+    /// re-sent once it has gone a whole period unanswered, never moments after it was first
+    /// sent (under load a PRE-PREPARE of ~150 requests would otherwise be re-sent, and every
+    /// request signature in it re-verified, while it was still on its way through the protocol).
+    var retransmitCandidates: (view: View, sequences: Set<SequenceNumber>) = (0, [])
     /// When this replica last sent each peer its stable CHECKPOINT as a hint that it is behind.
     var checkpointHintTicks: [ReplicaID: UInt64] = [:]
     var stateServesThisTick: [ReplicaID: Int] = [:]

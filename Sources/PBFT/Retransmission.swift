@@ -17,14 +17,24 @@ extension Replica {
         continueProbing(&out)
     }
 
-    /// Own PRE-PREPAREs (as primary), PREPAREs and COMMITs of sequences not executed yet.
-    private func retransmitLog(_ out: inout Outbox) {
+    /// Own PRE-PREPAREs (as primary), PREPAREs and COMMITs of sequences not executed yet that
+    /// were already waiting at the previous round (see `retransmitCandidates`).
+    private mutating func retransmitLog(_ out: inout Outbox) {
+        let previous = retransmitCandidates.view == view ? retransmitCandidates.sequences : []
+        var waiting = Set<SequenceNumber>()
         for sequence in log.keys.sorted() where sequence > lastExecuted {
             guard let slot = log[sequence] else { continue }
-            if let prePrepare = slot.prePrepare, prePrepare.primary == id { out.broadcast(.prePrepare(prePrepare)) }
-            if let prepare = slot.prepares[id] { out.broadcast(.prepare(prepare)) }
-            if let commit = slot.commits[id] { out.broadcast(.commit(commit)) }
+            let ownPrePrepare = slot.prePrepare.flatMap { $0.primary == id ? $0 : nil }
+            let prepare = slot.prepares[id]
+            let commit = slot.commits[id]
+            guard ownPrePrepare != nil || prepare != nil || commit != nil else { continue }
+            waiting.insert(sequence)
+            guard previous.contains(sequence) else { continue }
+            if let ownPrePrepare { out.broadcast(.prePrepare(ownPrePrepare)) }
+            if let prepare { out.broadcast(.prepare(prepare)) }
+            if let commit { out.broadcast(.commit(commit)) }
         }
+        retransmitCandidates = (view, waiting)
     }
 
     private mutating func retransmitNewView(_ out: inout Outbox) {

@@ -100,7 +100,7 @@ public final class ReplicaNode: Sendable {
         self.keyPair = keyPair
         self.settings = settings
         self.logger = logger
-        self.verifier = SignatureVerifier(config: config)
+        self.verifier = SignatureVerifier(config: config, memo: VerifiedSignatures())
         self.inbox = Mailbox(capacity: settings.inboxEventsMax)
         var links: [ReplicaID: Mailbox<Frame>] = [:]
         for peer in config.replicaIDs where peer != id { links[peer] = Mailbox(capacity: settings.peerQueueFramesMax) }
@@ -368,7 +368,7 @@ public final class ReplicaNode: Sendable {
             }
             if case .request(let request) = message {
                 // A client request relayed by a replica: authenticated by its client signature.
-                guard request.verifySignature(cluster: config.cluster) else { continue }
+                guard verifier.verify(request) else { continue }
                 inbox.post(.clientRequest(request))
                 continue
             }
@@ -434,7 +434,7 @@ public final class ReplicaNode: Sendable {
                     case .verify:
                         break
                     }
-                    guard request.verifySignature(cluster: config.cluster) else {
+                    guard verifier.verify(request) else {
                         shed("signature")
                         logger.debug("dropping request with a bad signature", metadata: ["client": "\(key)"])
                         do {
