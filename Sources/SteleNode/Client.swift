@@ -48,6 +48,9 @@ public final class SteleClient: Sendable {
         /// First retransmission to all replicas after this long without a quorum.
         public var retransmitAfter: Duration = .milliseconds(600)
         public var retransmitAfterMax: Duration = .seconds(4)
+        /// How often one background task looks for requests due for retransmission or past
+        /// their timeout (instead of a timer per request).
+        public var sweepInterval: Duration = .milliseconds(50)
         public var frameBytesMax: Int = 4 * 1024 * 1024
         public init() {}
     }
@@ -64,6 +67,10 @@ public final class SteleClient: Sendable {
         var replies: [ReplicaID: Reply.Result] = [:]
         var continuation: CheckedContinuation<Reply.Result, Error>?
         var request: Request
+        /// When to send the request to every replica, unless f+1 matching replies came first.
+        var retransmitAt: ContinuousClock.Instant
+        var retransmitInterval: Duration
+        var deadline: ContinuousClock.Instant
     }
 
     struct State {
@@ -94,6 +101,7 @@ public final class SteleClient: Sendable {
             for (id, mailbox) in client.links {
                 group.addTask { await client.linkLoop(replica: id, mailbox: mailbox) }
             }
+            group.addTask { await client.sweepLoop() }
             defer { group.cancelAll() }
             return try await body(client)
         }
@@ -116,48 +124,54 @@ public final class SteleClient: Sendable {
         guard payload.count <= limit else { throw ClientError(code: .payloadTooLarge(bytes: payload.count, limit: limit)) }
         let start = ContinuousClock.now
         let request = signer.request(timestamp: nextTimestamp(), payload: payload)
-        let result = try await withThrowingTaskGroup(of: Reply.Result?.self) { group in
-            group.addTask {
-                try await withTaskCancellationHandler {
-                    try await withCheckedThrowingContinuation { continuation in
-                        self.state.withLock { $0.pending[request.timestamp] = Pending(continuation: continuation, request: request) }
-                        // Cancelled before the continuation was registered: the handler found
-                        // nothing to resume, so resume here.
-                        if Task.isCancelled { self.abandon(request.timestamp) }
-                        let primary = self.state.withLock { self.config.primary(of: $0.highestView) }
-                        self.links[primary]?.post(.message(.request(request)))
-                    }
-                } onCancel: {
-                    self.abandon(request.timestamp)
+        let timestamp = request.timestamp
+        let result = try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                let primary = state.withLock { state in
+                    state.pending[timestamp] = Pending(
+                        continuation: continuation, request: request,
+                        retransmitAt: start + settings.retransmitAfter, retransmitInterval: settings.retransmitAfter,
+                        deadline: start + timeout)
+                    return config.primary(of: state.highestView)
                 }
+                // Cancelled before the continuation was registered: the handler found nothing
+                // to resume, so resume here.
+                if Task.isCancelled { abandon(timestamp) }
+                links[primary]?.post(.message(.request(request)))
             }
-            group.addTask {
-                try await self.retransmit(request, start: start, timeout: timeout)
-                return nil
-            }
-            defer { group.cancelAll() }
-            while let outcome = try await group.next() {
-                if let outcome { return outcome }
-            }
-            preconditionFailure("the waiting task always returns")
+        } onCancel: {
+            abandon(timestamp)
         }
         let latency = start.duration(to: .now)
-        return SubmitResult(timestamp: request.timestamp, height: result.height.value, blockHash: result.blockHash.hex,
+        return SubmitResult(timestamp: timestamp, height: result.height.value, blockHash: result.blockHash.hex,
                             latencyMicroseconds: UInt64(latency.nanoseconds / 1000))
     }
 
-    private func retransmit(_ request: Request, start: ContinuousClock.Instant, timeout: Duration) async throws {
-        var interval = settings.retransmitAfter
-        while true {
-            let deadline = start + timeout
-            let wake = min(ContinuousClock.now + interval, deadline)
-            try await Task.sleep(until: wake)
-            if ContinuousClock.now >= deadline {
-                fail(request.timestamp)
-                return
+    /// Every `sweepInterval`: sends each request due for retransmission to every replica
+    /// (doubling its interval up to `retransmitAfterMax`) and fails each past its deadline.
+    private func sweepLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: settings.sweepInterval)
+            let now = ContinuousClock.now
+            let (due, expired) = state.withLock { state -> ([Request], [UInt64]) in
+                var due: [Request] = []
+                var expired: [UInt64] = []
+                for (timestamp, pending) in state.pending {
+                    if now >= pending.deadline {
+                        expired.append(timestamp)
+                    } else if now >= pending.retransmitAt {
+                        due.append(pending.request)
+                        let interval = min(pending.retransmitInterval * 2, settings.retransmitAfterMax)
+                        state.pending[timestamp]?.retransmitInterval = interval
+                        state.pending[timestamp]?.retransmitAt = min(now + interval, pending.deadline)
+                    }
+                }
+                return (due, expired)
             }
-            for mailbox in links.values { mailbox.post(.message(.request(request))) }
-            interval = min(interval * 2, settings.retransmitAfterMax)
+            for timestamp in expired { fail(timestamp) }
+            for request in due {
+                for mailbox in links.values { mailbox.post(.message(.request(request))) }
+            }
         }
     }
 
