@@ -81,4 +81,25 @@ extension Cluster {
         cluster.expectAgreement()
         for id in cluster.ids { cluster.expectExactlyOnce(id) }
     }
+
+    /// Re-sending waits a whole period: a PRE-PREPARE lost on its way is re-broadcast at the
+    /// first retransmission round that finds it already waiting at the round before, never at
+    /// a round moments after it was sent (each re-send costs every backup a verification per
+    /// request in the batch).
+    @Test func lostPrePrepareIsResentOnlyAfterAWholePeriod() {
+        let period = 5
+        var cluster = Cluster(parameters: Cluster.parameters(retransmitTicks: UInt64(period)))
+        cluster.isolated = [1, 2, 3]
+        cluster.submit(cluster.request(1), to: [0])
+        #expect(cluster.queue.contains { if case .prePrepare = $0.message { true } else { false } }, "the primary proposed at once")
+        func prePrepareBroadcasts(_ actions: [Action]) -> Int {
+            actions.filter { if case .broadcast(.prePrepare) = $0 { true } else { false } }.count
+        }
+        var firstPeriod = 0
+        for _ in 0..<period { firstPeriod += prePrepareBroadcasts(cluster.replicas[0].handle(.tick)) }
+        var secondPeriod = 0
+        for _ in 0..<period { secondPeriod += prePrepareBroadcasts(cluster.replicas[0].handle(.tick)) }
+        #expect(firstPeriod == 0, "re-sent at the first round, moments after it was sent")
+        #expect(secondPeriod == 1, "re-sent once it went a whole period unanswered")
+    }
 }
