@@ -78,7 +78,7 @@ let package = Package(
         .testTarget(name: "SteleSimTests", dependencies: ["SteleSim"]),
         .testTarget(
             name: "SteleNodeTests",
-            dependencies: ["SteleNode", "SteleAdversary", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
     ]

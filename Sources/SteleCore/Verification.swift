@@ -46,19 +46,22 @@ public struct SignatureVerifier: Sendable {
 
     public func verify(_ message: Message) throws(VerificationError) {
         var checks = checks(for: message)
+        var signingBytes = checks.map { $0.content.bytes(cluster: config.cluster) }
         var memoKeys = [Digest]()
         if let memo {
-            memoKeys = checks.map { VerifiedSignatures.key(of: $0, cluster: config.cluster) }
+            memoKeys = checks.indices.map { VerifiedSignatures.key(signingBytes: signingBytes[$0], check: checks[$0]) }
             let known = memo.contains(memoKeys)
-            if known.contains(true) {
-                checks = zip(checks, known).filter { !$0.1 }.map(\.0)
-                memoKeys = zip(memoKeys, known).filter { !$0.1 }.map(\.0)
+            let unknown = known.indices.filter { !known[$0] }
+            if unknown.count < checks.count {
+                checks = unknown.map { checks[$0] }
+                signingBytes = unknown.map { signingBytes[$0] }
+                memoKeys = unknown.map { memoKeys[$0] }
             }
         }
         if checks.count >= SignatureVerifier.parallelChecksMin {
-            try verifyInParallel(checks)
+            try verifyInParallel(checks, signingBytes: signingBytes)
         } else {
-            for check in checks { try verify(check) }
+            for index in checks.indices { try verify(checks[index], signingBytes: signingBytes[index]) }
         }
         memo?.insert(memoKeys)
     }
@@ -75,7 +78,7 @@ public struct SignatureVerifier: Sendable {
 
     /// Verifies `checks` in chunks on all cores; throws the failure with the lowest index, as
     /// the sequential loop would (the other chunks stop early once any check failed).
-    func verifyInParallel(_ checks: [Check]) throws(VerificationError) {
+    func verifyInParallel(_ checks: [Check], signingBytes: [[UInt8]]) throws(VerificationError) {
         let chunkCount = min(checks.count, SignatureVerifier.chunksPerCore * ProcessorCount.active)
         let firstFailure = Mutex<(index: Int, error: VerificationError)?>(nil)
         DispatchQueue.concurrentPerform(iterations: chunkCount) { chunk in
@@ -84,7 +87,7 @@ public struct SignatureVerifier: Sendable {
             while index < end {
                 if let known = firstFailure.withLock({ $0?.index }), known < index { return }
                 do throws(VerificationError) {
-                    try verify(checks[index])
+                    try verify(checks[index], signingBytes: signingBytes[index])
                 } catch {
                     firstFailure.withLock { failure in
                         if failure == nil || failure!.index > index { failure = (index, error) }
@@ -98,8 +101,12 @@ public struct SignatureVerifier: Sendable {
     }
 
     public func verify(_ check: Check) throws(VerificationError) {
+        try verify(check, signingBytes: check.content.bytes(cluster: config.cluster))
+    }
+
+    func verify(_ check: Check, signingBytes: [UInt8]) throws(VerificationError) {
         guard let key = check.key else { throw VerificationError(code: .unknownSigner(check.content.signer), path: check.path) }
-        guard Ed25519.verify(check.signature, of: check.content.bytes(cluster: config.cluster), by: key) else {
+        guard Ed25519.verify(check.signature, of: signingBytes, by: key) else {
             throw VerificationError(code: .badSignature, path: check.path)
         }
     }
@@ -190,8 +197,8 @@ public final class VerifiedSignatures: Sendable {
         state = Mutex(State(order: [Digest?](repeating: nil, count: capacity)))
     }
 
-    public static func key(of check: SignatureVerifier.Check, cluster: ClusterID) -> Digest {
-        var bytes = check.content.bytes(cluster: cluster)
+    public static func key(signingBytes: [UInt8], check: SignatureVerifier.Check) -> Digest {
+        var bytes = signingBytes
         bytes.append(contentsOf: check.signature.bytes)
         bytes.append(contentsOf: check.key?.bytes ?? [])
         return Digest.of(bytes)

@@ -6,6 +6,20 @@ import SteleLedger
 import SteleNode
 import Synchronization
 
+/// The built `stele` executable for tests: in the build products directory next to the
+/// running test bundle, else `.build/debug/stele` of the package that holds `testFile`
+/// (a file directly inside `Tests/<target>/`).
+public func builtSteleExecutable(testFile: String = #filePath) -> String {
+    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
+    for _ in 0..<4 {
+        let candidate = directory.appendingPathComponent("stele").path
+        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        directory = directory.deletingLastPathComponent()
+    }
+    return URL(fileURLWithPath: testFile).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/debug/stele").path
+}
+
 /// Polls `condition` every `interval` until it holds or `timeout` passes; returns whether it
 /// held. Every wait in the harness is one of these: no fixed sleep stands in for a condition.
 public func pollUntil(timeout: Duration, interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool) async rethrows -> Bool {

@@ -154,19 +154,22 @@ public final class SteleClient: Sendable {
             try? await Task.sleep(for: settings.sweepInterval)
             let now = ContinuousClock.now
             let (due, expired) = state.withLock { state -> ([Request], [UInt64]) in
-                var due: [Request] = []
                 var expired: [UInt64] = []
+                var due: [UInt64] = []
                 for (timestamp, pending) in state.pending {
                     if now >= pending.deadline {
                         expired.append(timestamp)
                     } else if now >= pending.retransmitAt {
-                        due.append(pending.request)
-                        let interval = min(pending.retransmitInterval * 2, settings.retransmitAfterMax)
-                        state.pending[timestamp]?.retransmitInterval = interval
-                        state.pending[timestamp]?.retransmitAt = min(now + interval, pending.deadline)
+                        due.append(timestamp)
                     }
                 }
-                return (due, expired)
+                for timestamp in due {
+                    guard var pending = state.pending[timestamp] else { continue }
+                    pending.retransmitInterval = min(pending.retransmitInterval * 2, settings.retransmitAfterMax)
+                    pending.retransmitAt = min(now + pending.retransmitInterval, pending.deadline)
+                    state.pending[timestamp] = pending
+                }
+                return (due.compactMap { state.pending[$0]?.request }, expired)
             }
             for timestamp in expired { fail(timestamp) }
             for request in due {

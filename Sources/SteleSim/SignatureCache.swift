@@ -36,7 +36,7 @@ public struct SignatureCache: Sendable {
     public mutating func verify(_ check: SignatureVerifier.Check) -> Bool {
         guard let key = check.key else { return false }
         let signingBytes = check.content.bytes(cluster: verifier.config.cluster)
-        let cacheKey = Digest.of(signingBytes + check.signature.bytes + key.bytes)
+        let cacheKey = VerifiedSignatures.key(signingBytes: signingBytes, check: check)
         if let known = results[cacheKey] {
             hitCount += 1
             return known

@@ -44,8 +44,12 @@ struct VerifiedSignaturesTests {
         let verifier = SignatureVerifier(config: Samples.config, memo: memo)
         for timestamp in 1...30 { #expect(verifier.verify(Samples.request(UInt64(timestamp)))) }
         #expect(memo.count == 8)
-        let newest = VerifiedSignatures.key(of: verifier.checks(for: .request(Samples.request(30)))[0], cluster: Samples.cluster)
-        let oldest = VerifiedSignatures.key(of: verifier.checks(for: .request(Samples.request(1)))[0], cluster: Samples.cluster)
+        func key(_ request: Request) -> Digest {
+            let check = verifier.checks(for: .request(request))[0]
+            return VerifiedSignatures.key(signingBytes: check.content.bytes(cluster: Samples.cluster), check: check)
+        }
+        let newest = key(Samples.request(30))
+        let oldest = key(Samples.request(1))
         #expect(memo.contains([newest, oldest]) == [true, false])
     }
 }

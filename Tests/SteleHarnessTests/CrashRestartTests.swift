@@ -4,18 +4,6 @@ import SteleCore
 import SteleCrypto
 import SteleHarness
 
-/// The built `stele` executable, in the build products directory next to the test bundle.
-func steleExecutable() -> String {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = directory.appendingPathComponent("stele").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/stele").path
-}
-
 /// Jepsen-style crash-restart against four real `stele replica` processes on 127.0.0.1
 /// (issue 6, point 4). Every wait polls with a generous bound; every process the run started
 /// is stopped by PID at the end, also on failure; the scratch directory is removed (set
@@ -25,7 +13,7 @@ struct CrashRestartTests {
     @Test("SIGKILL/restart, SIGSTOP/SIGCONT and torn ledger tails for 20 rounds: every ack exactly once in every ledger, ledgers agree, stele-check passes")
     func crashRestartRounds() async throws {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-chaos-test-\(UUID().uuidString.prefix(8))").path
-        var options = ChaosOptions(executable: steleExecutable(), root: root)
+        var options = ChaosOptions(executable: builtSteleExecutable(), root: root)
         options.rounds = 20
         options.seed = 20_260_601
         options.acksPerFault = 6

@@ -3,6 +3,7 @@ import Testing
 import SteleAdversary
 import SteleAudit
 import SteleCore
+import SteleHarness
 @testable import SteleNode
 
 /// Four real replica processes, one of them started with `--byzantine MODE`. Clients keep
@@ -118,7 +119,7 @@ struct ByzantineEndToEndTests {
 struct ByzantineFlagTests {
     func run(_ arguments: [String]) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: steleExecutable())
+        process.executableURL = URL(fileURLWithPath: builtSteleExecutable())
         process.arguments = arguments
         let pipe = Pipe()
         process.standardOutput = pipe

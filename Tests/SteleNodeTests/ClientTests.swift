@@ -39,6 +39,25 @@ struct ClientTests {
             #expect(outcome.value == "cancelled")
         }
     }
+
+    @Test("a submit no replica answers fails with noQuorum at its deadline, not before and not never")
+    func unansweredSubmitTimesOut() async throws {
+        let config = try unreachableConfig()
+        var settings = SteleClient.Settings()
+        settings.retransmitAfter = .milliseconds(100)
+        try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: Logger(label: "test.client")) { client in
+            let start = ContinuousClock.now
+            await #expect(throws: ClientError(code: .noQuorum(replies: 0, needed: config.weakQuorum))) {
+                _ = try await client.submit(Array("never answered".utf8), timeout: .milliseconds(500))
+            }
+            let waited = start.duration(to: .now)
+            #expect(waited >= .milliseconds(500), "failed before its deadline: \(waited)")
+            // Generous: the sweeper runs every 50 ms, but long synchronous simulator tests in the
+            // same process can hold the cooperative threads for many seconds; a lost timeout
+            // would wait forever.
+            #expect(waited < .seconds(120), "failed long after its deadline: \(waited)")
+        }
+    }
 }
 
 final class OutcomeBox: @unchecked Sendable {

@@ -6,6 +6,7 @@ import SteleAdversary
 import SteleAudit
 import SteleCore
 import SteleCrypto
+import SteleHarness
 import SteleLedger
 @testable import SteleNode
 
@@ -17,19 +18,6 @@ func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -
         try? await Task.sleep(for: .milliseconds(50))
     }
     return try await condition()
-}
-
-/// The built `stele` executable, next to the test bundle in the build products directory.
-func steleExecutable() -> String {
-    var directory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    for _ in 0..<4 {
-        let candidate = directory.appendingPathComponent("stele").path
-        if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
-        directory = directory.deletingLastPathComponent()
-    }
-    let fallback = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent(".build/debug/stele").path
-    return fallback
 }
 
 /// A 4-replica cluster of real `stele replica` processes on 127.0.0.1, in a scratch directory.
@@ -71,7 +59,7 @@ final class TestCluster: @unchecked Sendable {
 
     func start(_ id: ReplicaID) throws {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: steleExecutable())
+        process.executableURL = URL(fileURLWithPath: builtSteleExecutable())
         process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--tick-ms", "\(tickMilliseconds)", "--log-level", "info"]
         if let mode = byzantine[id] { process.arguments! += ["--byzantine", mode.rawValue, "--allow-byzantine"] }
         let log = URL(fileURLWithPath: "\(directory.root)/replica-\(id.value).log")
