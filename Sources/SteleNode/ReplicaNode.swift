@@ -62,6 +62,8 @@ public final class ReplicaNode: Sendable {
     let status: Mutex<ReplicaStatus>
     let core: Mutex<CoreState>
     let metrics = NodeMetrics()
+    /// Where the core loop's fsyncs run: a serial queue, off Swift's cooperative pool.
+    let durabilityQueue = DispatchQueue(label: "stele.replica.durability", qos: .userInitiated)
 
     struct RequestKey: Hashable {
         let client: PublicKey
@@ -170,7 +172,7 @@ public final class ReplicaNode: Sendable {
             let events = await inbox.takeAll()
             if events.isEmpty { return }
             metrics.groupSize.record(events.count)
-            try core.withLock { state in
+            let (actions, staged) = try core.withLock { state in
                 let now = ContinuousClock.now
                 var actions: [Action] = []
                 for event in events {
@@ -180,7 +182,14 @@ public final class ReplicaNode: Sendable {
                     }
                     actions += state.replica.handle(event)
                 }
-                try perform(actions, state: state)
+                return (actions, try stage(actions, state: state))
+            }
+            // The fsyncs run off Swift's cooperative pool (two threads on a two-core machine):
+            // while the disk works, those threads keep reading, decoding and verifying what
+            // arrives, and the next iteration takes all of it as one group.
+            try await makeDurable(staged)
+            try core.withLock { state in
+                try release(actions, staged: staged, state: state)
                 if let adversary = state.adversary, events.contains(where: { if case .tick = $0 { true } else { false } }) {
                     for send in adversary.tick(coreView: state.replica.view) { peerLinks[send.to]?.post(.message(send.message)) }
                     logAdversary(adversary, state: state)
@@ -189,9 +198,17 @@ public final class ReplicaNode: Sendable {
         }
     }
 
-    /// Group commit: every persist record and every block of the batch is made durable first
-    /// (one WAL fsync, one ledger fsync); only then are messages and replies sent.
-    private func perform(_ actions: [Action], state: CoreState) throws {
+    /// What one core-loop iteration wrote and must make durable before anything goes out.
+    private struct Staged {
+        let state: CoreState
+        var walTouched = false
+        var ledgerTouched = false
+        var stableCheckpoint: SequenceNumber?
+    }
+
+    /// Group commit, first step: every persist record and every block of the iteration is
+    /// written (the log's records stay buffered until `makeDurable`); nothing is sent yet.
+    private func stage(_ actions: [Action], state: CoreState) throws -> Staged {
         var records: [PersistRecord] = []
         var ledgerTouched = false
         var stableCheckpoint: SequenceNumber?
@@ -214,15 +231,39 @@ public final class ReplicaNode: Sendable {
             }
         }
         if !records.isEmpty { state.wal.append(records) }
-        switch (!records.isEmpty, ledgerTouched) {
-        case (true, true):
-            let ledger = state.ledger
-            try state.wal.sync(alongside: { try ledger.sync() })
-        case (true, false): try state.wal.sync()
-        case (false, true): try state.ledger.sync()
-        case (false, false): break
+        return Staged(state: state, walTouched: !records.isEmpty, ledgerTouched: ledgerTouched, stableCheckpoint: stableCheckpoint)
+    }
+
+    /// Group commit, second step: one WAL fsync and one ledger fsync (overlapped) on a thread
+    /// of the durability queue. Only the core loop touches the log and the ledger, and it is
+    /// suspended here until they return, so handing them to that thread is race-free.
+    private func makeDurable(_ staged: Staged) async throws {
+        guard staged.walTouched || staged.ledgerTouched else { return }
+        let state = staged.state
+        let (wal, ledger) = (staged.walTouched, staged.ledgerTouched)
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+            durabilityQueue.async {
+                do {
+                    switch (wal, ledger) {
+                    case (true, true):
+                        let archive = state.ledger
+                        try state.wal.sync(alongside: { try archive.sync() })
+                    case (true, false): try state.wal.sync()
+                    case (false, true): try state.ledger.sync()
+                    case (false, false): break
+                    }
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
         }
-        if let stableCheckpoint { try state.wal.compact(above: stableCheckpoint) }
+    }
+
+    /// Group commit, last step, once everything staged is durable: the log is compacted after
+    /// a stable checkpoint, then messages and replies are sent.
+    private func release(_ actions: [Action], staged: Staged, state: CoreState) throws {
+        if let stableCheckpoint = staged.stableCheckpoint { try state.wal.compact(above: stableCheckpoint) }
 
         for action in actions {
             switch action {
