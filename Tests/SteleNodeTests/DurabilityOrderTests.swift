@@ -27,7 +27,7 @@ final class GatedArchive: LedgerArchive, @unchecked Sendable {
     func sync() throws {
         gate.withLock { $0.waiting += 1 }
         // Bounded: a test that forgets to open the gate fails instead of hanging CI.
-        let deadline = ContinuousClock.now + .seconds(120)
+        let deadline = ContinuousClock.now + .seconds(600)
         while !gate.withLock({ $0.open }) && ContinuousClock.now < deadline { usleep(2_000) }
         gate.withLock { $0.waiting -= 1 }
         try store.sync()
@@ -68,12 +68,14 @@ struct DurabilityOrderTests {
             try await SteleClient.with(config: config, keyPair: KeyPair.generate(), logger: logger) { client in
                 let answered = Mutex<Bool>(false)
                 let submission = Task {
-                    let result = try await client.submit(Array("held".utf8), timeout: .seconds(120))
+                    let result = try await client.submit(Array("held".utf8), timeout: .seconds(600))
                     answered.withLock { $0 = true }
                     return result
                 }
-                // Every replica has executed the batch and is inside its ledger fsync.
-                let allHeld = await eventually(timeout: .seconds(60)) { archives.allSatisfy { $0.waiting > 0 } }
+                // Every replica has executed the batch and is inside its ledger fsync. Generous:
+                // in a parallel `swift test`, synchronous simulator and fuzz tests can hold the
+                // cooperative threads this test's client and replicas run on for half a minute.
+                let allHeld = await eventually(timeout: .seconds(300)) { archives.allSatisfy { $0.waiting > 0 } }
                 #expect(allHeld, "every replica reached its ledger fsync")
                 // Replies sent before the fsync returned would arrive within milliseconds; give
                 // them a whole second (a negative check: nothing must happen while held).
