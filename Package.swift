@@ -70,12 +70,12 @@ let package = Package(
             dependencies: ["SteleAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto"]),
-        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore"]),
-        .testTarget(name: "PBFTTests", dependencies: ["PBFT"]),
+        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleHarness"]),
+        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleHarness"]),
         .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),
-        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger"]),
+        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger", "SteleHarness"]),
         .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary"]),
-        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim"]),
+        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim", "SteleHarness"]),
         .testTarget(
             name: "SteleNodeTests",
             dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", .product(name: "NIOEmbedded", package: "swift-nio")]

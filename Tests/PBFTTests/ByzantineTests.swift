@@ -1,6 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleHarness
 @testable import PBFT
 
 extension Cluster {
@@ -29,27 +30,29 @@ extension Cluster {
 /// and the cluster moves past the liar.
 @Suite struct ByzantineTests {
     @Test(arguments: Array(UInt64(1)...UInt64(2)))
-    func anEquivocatingPrimaryCannotSplitTheLedger(seed: UInt64) {
-        var random = SeededGenerator(seed: seed)
-        var cluster = Cluster(parameters: Cluster.parameters(checkpointInterval: 4, watermarkWindow: 8, batchSizeMax: 3, pipelineDepthMax: 2, viewChangeTimeoutTicks: 12, retransmitTicks: 4))
-        var timestamp: UInt64 = 0
-        for round in 0..<200 {
-            for _ in 0..<(round < 100 ? Int(random.next() % 3) : 0) {
-                timestamp += 1
-                cluster.submit(cluster.request(timestamp))
+    func anEquivocatingPrimaryCannotSplitTheLedger(seed: UInt64) async {
+        await offCooperativePool {
+            var random = SeededGenerator(seed: seed)
+            var cluster = Cluster(parameters: Cluster.parameters(checkpointInterval: 4, watermarkWindow: 8, batchSizeMax: 3, pipelineDepthMax: 2, viewChangeTimeoutTicks: 12, retransmitTicks: 4))
+            var timestamp: UInt64 = 0
+            for round in 0..<200 {
+                for _ in 0..<(round < 100 ? Int(random.next() % 3) : 0) {
+                    timestamp += 1
+                    cluster.submit(cluster.request(timestamp))
+                }
+                for request in (1...max(timestamp, 1)).map({ cluster.request($0) }) where cluster.executedCount(request) < cluster.config.quorum {
+                    cluster.submit(request)
+                }
+                for id in cluster.ids { cluster.perform(cluster.replicas[Int(id.value)].handle(.tick), by: id) }
+                // Replica 0 lies whenever it is primary (views 0, 4, ...).
+                cluster.runWithEquivocator(0, &random, lossPercent: 5)
+                cluster.expectAgreement()
             }
-            for request in (1...max(timestamp, 1)).map({ cluster.request($0) }) where cluster.executedCount(request) < cluster.config.quorum {
-                cluster.submit(request)
-            }
-            for id in cluster.ids { cluster.perform(cluster.replicas[Int(id.value)].handle(.tick), by: id) }
-            // Replica 0 lies whenever it is primary (views 0, 4, ...).
-            cluster.runWithEquivocator(0, &random, lossPercent: 5)
-            cluster.expectAgreement()
+            let honest: [ReplicaID] = [1, 2, 3]
+            let all = (1...timestamp).map { cluster.request($0) }
+            #expect(all.allSatisfy { request in honest.filter { cluster.replica($0).ledgerHead.clients[request.client]?.status(of: request.timestamp) != .new }.count >= 2 },
+                    "seed \(seed): requests execute despite the liar")
+            for id in honest { cluster.expectExactlyOnce(id) }
         }
-        let honest: [ReplicaID] = [1, 2, 3]
-        let all = (1...timestamp).map { cluster.request($0) }
-        #expect(all.allSatisfy { request in honest.filter { cluster.replica($0).ledgerHead.clients[request.client]?.status(of: request.timestamp) != .new }.count >= 2 },
-                "seed \(seed): requests execute despite the liar")
-        for id in honest { cluster.expectExactlyOnce(id) }
     }
 }

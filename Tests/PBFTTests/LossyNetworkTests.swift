@@ -1,6 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleHarness
 @testable import PBFT
 
 extension Cluster {
@@ -41,45 +42,47 @@ extension Cluster {
 /// network heals. Deterministic per seed.
 @Suite struct LossyNetworkTests {
     @Test(arguments: Array(UInt64(1)...UInt64(3)))
-    func agreementAndProgressUnderFaults(seed: UInt64) {
-        var random = SeededGenerator(seed: seed)
-        var cluster = Cluster(parameters: Cluster.parameters(checkpointInterval: 4, watermarkWindow: 8, batchSizeMax: 3, pipelineDepthMax: 2, viewChangeTimeoutTicks: 12, retransmitTicks: 4))
-        var timestamp: UInt64 = 0
-        func submitSome(_ cluster: inout Cluster, _ random: inout SeededGenerator) {
-            for _ in 0..<Int(random.next() % 3) {
-                timestamp += 1
-                cluster.submit(cluster.request(timestamp))
+    func agreementAndProgressUnderFaults(seed: UInt64) async {
+        await offCooperativePool {
+            var random = SeededGenerator(seed: seed)
+            var cluster = Cluster(parameters: Cluster.parameters(checkpointInterval: 4, watermarkWindow: 8, batchSizeMax: 3, pipelineDepthMax: 2, viewChangeTimeoutTicks: 12, retransmitTicks: 4))
+            var timestamp: UInt64 = 0
+            func submitSome(_ cluster: inout Cluster, _ random: inout SeededGenerator) {
+                for _ in 0..<Int(random.next() % 3) {
+                    timestamp += 1
+                    cluster.submit(cluster.request(timestamp))
+                }
             }
-        }
-        // Faults: loss and duplication throughout, replica (seed % 4) isolated for a while,
-        // then crashed and restarted.
-        let victim = ReplicaID(UInt16(seed % 4))
-        for round in 0..<120 {
-            if round == 30 { cluster.isolated = [victim] }
-            if round == 70 {
-                cluster.restart(victim)
-                cluster.isolated = []
+            // Faults: loss and duplication throughout, replica (seed % 4) isolated for a while,
+            // then crashed and restarted.
+            let victim = ReplicaID(UInt16(seed % 4))
+            for round in 0..<120 {
+                if round == 30 { cluster.isolated = [victim] }
+                if round == 70 {
+                    cluster.restart(victim)
+                    cluster.isolated = []
+                }
+                submitSome(&cluster, &random)
+                for id in cluster.ids { cluster.perform(cluster.replicas[Int(id.value)].handle(.tick), by: id) }
+                cluster.runLossy(&random, lossPercent: 20, duplicatePercent: 5)
+                cluster.expectAgreement()
             }
-            submitSome(&cluster, &random)
-            for id in cluster.ids { cluster.perform(cluster.replicas[Int(id.value)].handle(.tick), by: id) }
-            cluster.runLossy(&random, lossPercent: 20, duplicatePercent: 5)
+            // Heal: no loss; clients retransmit what is not done and keep sending new requests.
+            var healed = false
+            for round in 0..<400 {
+                if round < 60 { submitSome(&cluster, &random) }
+                let all = (1...max(timestamp, 1)).map { cluster.request($0) }
+                for request in all where cluster.executedCount(request) < cluster.config.quorum { cluster.submit(request) }
+                cluster.tick()
+                if round >= 60, all.allSatisfy({ cluster.executedCount($0) == cluster.n }) {
+                    healed = true
+                    break
+                }
+            }
+            #expect(healed, "seed \(seed): after healing every request executes everywhere")
             cluster.expectAgreement()
+            for id in cluster.ids { cluster.expectExactlyOnce(id) }
         }
-        // Heal: no loss; clients retransmit what is not done and keep sending new requests.
-        var healed = false
-        for round in 0..<400 {
-            if round < 60 { submitSome(&cluster, &random) }
-            let all = (1...max(timestamp, 1)).map { cluster.request($0) }
-            for request in all where cluster.executedCount(request) < cluster.config.quorum { cluster.submit(request) }
-            cluster.tick()
-            if round >= 60, all.allSatisfy({ cluster.executedCount($0) == cluster.n }) {
-                healed = true
-                break
-            }
-        }
-        #expect(healed, "seed \(seed): after healing every request executes everywhere")
-        cluster.expectAgreement()
-        for id in cluster.ids { cluster.expectExactlyOnce(id) }
     }
 
     /// Re-sending waits a whole period: a PRE-PREPARE lost on its way is re-broadcast at the

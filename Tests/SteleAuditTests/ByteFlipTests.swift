@@ -1,5 +1,6 @@
 import Foundation
 import SteleCore
+import SteleHarness
 import SteleLedger
 import Testing
 @testable import SteleAudit
@@ -42,73 +43,81 @@ struct ByteFlipTests {
     }
 
     @Test("2000 seeded single-byte flips anywhere in the file are each found")
-    func seededFlipsAreFound() {
-        var generator = SeededGenerator(seed: 0x5e1e_2026)
-        var mutants = [[UInt8]]()
-        var positions = [Int]()
-        for _ in 0..<2000 {
-            let position = Int.random(in: 0..<Self.original.count, using: &generator)
-            var bytes = Self.original
-            bytes[position] ^= UInt8.random(in: 1...255, using: &generator)
-            mutants.append(bytes)
-            positions.append(position)
-        }
-        let reports = auditMutants(mutants, config: TestKeys.config)
-        for (index, report) in reports.enumerated() {
-            #expect(report?.verdict == .violation, "flip at byte \(positions[index]) was not found")
+    func seededFlipsAreFound() async {
+        await offCooperativePool {
+            var generator = SeededGenerator(seed: 0x5e1e_2026)
+            var mutants = [[UInt8]]()
+            var positions = [Int]()
+            for _ in 0..<2000 {
+                let position = Int.random(in: 0..<Self.original.count, using: &generator)
+                var bytes = Self.original
+                bytes[position] ^= UInt8.random(in: 1...255, using: &generator)
+                mutants.append(bytes)
+                positions.append(position)
+            }
+            let reports = auditMutants(mutants, config: TestKeys.config)
+            for (index, report) in reports.enumerated() {
+                #expect(report?.verdict == .violation, "flip at byte \(positions[index]) was not found")
+            }
         }
     }
 
     @Test("every byte of the header and the genesis record, flipped, is found")
-    func everyHeaderAndGenesisByte() {
-        let genesisRecordByteCount = LedgerRecord.genesis(TestKeys.config.genesis).framed().count
-        let prefix = LedgerFormat.headerByteCount + genesisRecordByteCount
-        let mutants = (0..<prefix).map { position -> [UInt8] in
-            var bytes = Self.original
-            bytes[position] ^= 0x01
-            return bytes
-        }
-        let reports = auditMutants(mutants, config: TestKeys.config)
-        for (position, report) in reports.enumerated() {
-            #expect(report?.verdict == .violation, "flip at byte \(position) was not found")
+    func everyHeaderAndGenesisByte() async {
+        await offCooperativePool {
+            let genesisRecordByteCount = LedgerRecord.genesis(TestKeys.config.genesis).framed().count
+            let prefix = LedgerFormat.headerByteCount + genesisRecordByteCount
+            let mutants = (0..<prefix).map { position -> [UInt8] in
+                var bytes = Self.original
+                bytes[position] ^= 0x01
+                return bytes
+            }
+            let reports = auditMutants(mutants, config: TestKeys.config)
+            for (position, report) in reports.enumerated() {
+                #expect(report?.verdict == .violation, "flip at byte \(position) was not found")
+            }
         }
     }
 
     /// A forger recomputes the checksum: the hashes and signatures must still catch the change.
     @Test("1000 seeded flips inside record bodies, re-checksummed, are each found")
-    func reframedFlipsAreFound() {
-        let originalFramed = FixtureSet.validRecords(replica: 0).map { $0.framed() }
-        var generator = SeededGenerator(seed: 0xf0_4c3d)
-        var mutants = [[UInt8]]()
-        var descriptions = [String]()
-        for _ in 0..<1000 {
-            let recordIndex = Int.random(in: 0..<originalFramed.count, using: &generator)
-            var framed = originalFramed
-            var typeAndBody = Array(framed[recordIndex].dropFirst(4).dropLast(LedgerFormat.checksumByteCount))
-            let position = Int.random(in: 0..<typeAndBody.count, using: &generator)
-            typeAndBody[position] ^= UInt8.random(in: 1...255, using: &generator)
-            framed[recordIndex] = Array(framed[recordIndex].prefix(4)) + typeAndBody + LedgerFormat.checksum(typeAndBody)
-            mutants.append(framed.reduce(LedgerFormat.header(), +))
-            descriptions.append("record \(recordIndex), body byte \(position)")
-        }
-        let reports = auditMutants(mutants, config: TestKeys.config)
-        for (index, report) in reports.enumerated() {
-            #expect(report?.verdict == .violation, "re-checksummed flip at \(descriptions[index]) was not found")
+    func reframedFlipsAreFound() async {
+        await offCooperativePool {
+            let originalFramed = FixtureSet.validRecords(replica: 0).map { $0.framed() }
+            var generator = SeededGenerator(seed: 0xf0_4c3d)
+            var mutants = [[UInt8]]()
+            var descriptions = [String]()
+            for _ in 0..<1000 {
+                let recordIndex = Int.random(in: 0..<originalFramed.count, using: &generator)
+                var framed = originalFramed
+                var typeAndBody = Array(framed[recordIndex].dropFirst(4).dropLast(LedgerFormat.checksumByteCount))
+                let position = Int.random(in: 0..<typeAndBody.count, using: &generator)
+                typeAndBody[position] ^= UInt8.random(in: 1...255, using: &generator)
+                framed[recordIndex] = Array(framed[recordIndex].prefix(4)) + typeAndBody + LedgerFormat.checksum(typeAndBody)
+                mutants.append(framed.reduce(LedgerFormat.header(), +))
+                descriptions.append("record \(recordIndex), body byte \(position)")
+            }
+            let reports = auditMutants(mutants, config: TestKeys.config)
+            for (index, report) in reports.enumerated() {
+                #expect(report?.verdict == .violation, "re-checksummed flip at \(descriptions[index]) was not found")
+            }
         }
     }
 
     @Test("a truncated file is a violation unless the cut falls exactly between two records")
-    func truncationsAreFound() {
-        var generator = SeededGenerator(seed: 7)
-        let recordBoundaries = Self.recordBoundaries
-        let lengths = (0..<300).map { _ in Int.random(in: 0..<Self.original.count, using: &generator) } + recordBoundaries.sorted()
-        let reports = auditMutants(lengths.map { Array(Self.original.prefix($0)) }, config: TestKeys.config)
-        for (index, report) in reports.enumerated() {
-            let length = lengths[index]
-            // A cut exactly between records leaves a shorter valid ledger, which is legitimately
-            // a pass: the file is complete up to a lower height.
-            let cutBetweenRecords = recordBoundaries.contains(length)
-            #expect(report?.verdict == (cutBetweenRecords ? .pass : .violation), "truncation to \(length) bytes")
+    func truncationsAreFound() async {
+        await offCooperativePool {
+            var generator = SeededGenerator(seed: 7)
+            let recordBoundaries = Self.recordBoundaries
+            let lengths = (0..<300).map { _ in Int.random(in: 0..<Self.original.count, using: &generator) } + recordBoundaries.sorted()
+            let reports = auditMutants(lengths.map { Array(Self.original.prefix($0)) }, config: TestKeys.config)
+            for (index, report) in reports.enumerated() {
+                let length = lengths[index]
+                // A cut exactly between records leaves a shorter valid ledger, which is legitimately
+                // a pass: the file is complete up to a lower height.
+                let cutBetweenRecords = recordBoundaries.contains(length)
+                #expect(report?.verdict == (cutBetweenRecords ? .pass : .violation), "truncation to \(length) bytes")
+            }
         }
     }
 

@@ -1,6 +1,7 @@
 import Foundation
-import Testing
 import SteleCrypto
+import SteleHarness
+import Testing
 @testable import SteleCore
 
 @Suite("Canonical codec")
@@ -16,12 +17,14 @@ struct CodecTests {
     }
 
     @Test("every strict prefix of every message is rejected with a typed error")
-    func truncation() {
-        for message in Samples.allMessages {
-            let bytes = message.encode()
-            for length in 0..<bytes.count {
-                #expect(throws: DecodingError.self, "\(message.tag) cut at \(length)") {
-                    _ = try Message.decode(Array(bytes[0..<length]))
+    func truncation() async {
+        await offCooperativePool {
+            for message in Samples.allMessages {
+                let bytes = message.encode()
+                for length in 0..<bytes.count {
+                    #expect(throws: DecodingError.self, "\(message.tag) cut at \(length)") {
+                        _ = try Message.decode(Array(bytes[0..<length]))
+                    }
                 }
             }
         }
@@ -113,50 +116,52 @@ struct CodecFuzzTests {
     /// messages. Every one must decode or throw a DecodingError — never crash — and whatever
     /// decodes must re-encode to exactly the input (the encoding is canonical).
     @Test("100,000 random and mutated inputs give typed errors, never a crash")
-    func fuzz() {
-        var generator = SeededGenerator(seed: 0x5e1e)
-        let valid = Samples.allMessages.map { $0.encode() }
-        var decodedCount = 0
-        var rejectedCount = 0
-        for iteration in 0..<100_000 {
-            let input: [UInt8]
-            if iteration % 2 == 0 {
-                let length = Int.random(in: 0..<300, using: &generator)
-                var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
-                if length >= 2, Bool.random(using: &generator) {
-                    bytes[0] = Message.codecVersion
-                    bytes[1] = UInt8.random(in: 1...10, using: &generator)
-                }
-                input = bytes
-            } else {
-                var bytes = valid[Int.random(in: 0..<valid.count, using: &generator)]
-                let mutations = Int.random(in: 1...4, using: &generator)
-                for _ in 0..<mutations {
-                    switch Int.random(in: 0..<4, using: &generator) {
-                    case 0 where !bytes.isEmpty:
-                        bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
-                    case 1 where !bytes.isEmpty:
-                        bytes.removeLast(Int.random(in: 1...min(bytes.count, 64), using: &generator))
-                    case 2:
-                        bytes.insert(UInt8.random(in: 0...255, using: &generator), at: Int.random(in: 0...bytes.count, using: &generator))
-                    default:
-                        if bytes.count > 8 {
-                            let at = Int.random(in: 0..<(bytes.count - 4), using: &generator)
-                            bytes.replaceSubrange(at..<at + 4, with: [0xff, 0xff, 0xff, UInt8.random(in: 0...255, using: &generator)])
+    func fuzz() async {
+        await offCooperativePool {
+            var generator = SeededGenerator(seed: 0x5e1e)
+            let valid = Samples.allMessages.map { $0.encode() }
+            var decodedCount = 0
+            var rejectedCount = 0
+            for iteration in 0..<100_000 {
+                let input: [UInt8]
+                if iteration % 2 == 0 {
+                    let length = Int.random(in: 0..<300, using: &generator)
+                    var bytes = (0..<length).map { _ in UInt8.random(in: 0...255, using: &generator) }
+                    if length >= 2, Bool.random(using: &generator) {
+                        bytes[0] = Message.codecVersion
+                        bytes[1] = UInt8.random(in: 1...10, using: &generator)
+                    }
+                    input = bytes
+                } else {
+                    var bytes = valid[Int.random(in: 0..<valid.count, using: &generator)]
+                    let mutations = Int.random(in: 1...4, using: &generator)
+                    for _ in 0..<mutations {
+                        switch Int.random(in: 0..<4, using: &generator) {
+                        case 0 where !bytes.isEmpty:
+                            bytes[Int.random(in: 0..<bytes.count, using: &generator)] = UInt8.random(in: 0...255, using: &generator)
+                        case 1 where !bytes.isEmpty:
+                            bytes.removeLast(Int.random(in: 1...min(bytes.count, 64), using: &generator))
+                        case 2:
+                            bytes.insert(UInt8.random(in: 0...255, using: &generator), at: Int.random(in: 0...bytes.count, using: &generator))
+                        default:
+                            if bytes.count > 8 {
+                                let at = Int.random(in: 0..<(bytes.count - 4), using: &generator)
+                                bytes.replaceSubrange(at..<at + 4, with: [0xff, 0xff, 0xff, UInt8.random(in: 0...255, using: &generator)])
+                            }
                         }
                     }
+                    input = bytes
                 }
-                input = bytes
+                do {
+                    let message = try Message.decode(input)
+                    decodedCount += 1
+                    #expect(message.encode() == input)
+                } catch {
+                    rejectedCount += 1
+                }
             }
-            do {
-                let message = try Message.decode(input)
-                decodedCount += 1
-                #expect(message.encode() == input)
-            } catch {
-                rejectedCount += 1
-            }
+            #expect(decodedCount + rejectedCount == 100_000)
+            #expect(rejectedCount > 50_000)
         }
-        #expect(decodedCount + rejectedCount == 100_000)
-        #expect(rejectedCount > 50_000)
     }
 }

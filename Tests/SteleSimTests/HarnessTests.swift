@@ -1,5 +1,6 @@
 import PBFT
 import SteleCore
+import SteleHarness
 import SteleSim
 import Testing
 
@@ -41,18 +42,20 @@ extension HarnessTests {
     /// Two colluding equivocators, one of them primary: batch A to one honest backup, B to the
     /// other, both colluders vote for both — the honest replicas commit different blocks at
     /// one height, and the checker names the colluders.
-    @Test func colludingEquivocatorsForkTheNormalCaseAndAreNamed() throws {
-        var forks = [(SimulationReport, InvariantViolation)]()
-        for seed in UInt64(1)...12 {
-            var options = HarnessTests.calm(seed: seed)
-            options.byzantineCount = 2
-            options.strategy = .only(.equivocate)
-            let report = Simulation<NormalCaseCore>(options: options).run()
-            forks += report.forks.map { (report, $0) }
+    @Test func colludingEquivocatorsForkTheNormalCaseAndAreNamed() async throws {
+        try await offCooperativePool {
+            var forks = [(SimulationReport, InvariantViolation)]()
+            for seed in UInt64(1)...12 {
+                var options = HarnessTests.calm(seed: seed)
+                options.byzantineCount = 2
+                options.strategy = .only(.equivocate)
+                let report = Simulation<NormalCaseCore>(options: options).run()
+                forks += report.forks.map { (report, $0) }
+            }
+            let (report, fork) = try #require(forks.first)
+            #expect(fork.colluders == report.byzantine.keys.sorted())
+            #expect(report.byzantine[0] == .equivocate, "the normal-case core never leaves view 0, so r0 must be a colluder")
         }
-        let (report, fork) = try #require(forks.first)
-        #expect(fork.colluders == report.byzantine.keys.sorted())
-        #expect(report.byzantine[0] == .equivocate, "the normal-case core never leaves view 0, so r0 must be a colluder")
     }
 }
 
