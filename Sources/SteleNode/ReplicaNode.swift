@@ -184,9 +184,10 @@ public final class ReplicaNode: Sendable {
                 }
                 return (actions, try stage(actions, state: state))
             }
-            // The fsyncs run off Swift's cooperative pool (two threads on a two-core machine):
-            // while the disk works, those threads keep reading, decoding and verifying what
-            // arrives, and the next iteration takes all of it as one group.
+            // The fsyncs run off Swift's cooperative pool (one thread per core): a blocking call
+            // there holds a thread every other task of the process needs. With several replicas
+            // in one process (DurabilityOrderTests) their blocked fsyncs took every thread and
+            // nothing could run; in the benchmark, one replica per process, it measured neutral.
             try await makeDurable(staged)
             try core.withLock { state in
                 try release(actions, staged: staged, state: state)
