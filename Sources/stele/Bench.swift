@@ -22,6 +22,9 @@ struct BenchReport: Codable {
     var latencyMilliseconds: [String: Double]
     var cpuSecondsPer1000Tx: Double
     var replicaCPUSeconds: Double
+    /// The bench process's own CPU (its clients, plus the flood with `--flood`) over the
+    /// measured window: with the replicas', every cycle the cluster and its load used.
+    var clientCPUSecondsPer1000Tx: Double
     var averageBatchSize: Double
     var viewChanges: UInt64
     var replicaRSSBytes: [UInt64]
@@ -68,6 +71,13 @@ func measureEd25519(seconds: Double = 1.0) -> (verify: Double, sign: Double) {
         verifies += 100
     }
     return (Double(verifies) / (threadCPUSeconds() - start), signRate)
+}
+
+/// CPU seconds this whole process has used.
+func processCPUSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
 }
 
 /// CPU seconds the calling thread has used.
@@ -179,6 +189,7 @@ struct Bench: AsyncParsableCommand {
         let ceiling = Double(cores) * rates.verify / (Double(config.n) + rates.verify / rates.sign)
         let throughput = Double(result.acknowledged) / result.measuredSeconds
         let cpuPerThousand = result.acknowledged > 0 ? result.cpuSeconds / Double(result.acknowledged) * 1000 : 0
+        let clientCPUPerThousand = result.acknowledged > 0 ? result.clientCPUSeconds / Double(result.acknowledged) * 1000 : 0
         var report = BenchReport(
             replicas: config.n, clients: clients, outstandingPerClient: outstanding, payloadBytes: payload,
             warmupSeconds: warmup, measuredSeconds: result.measuredSeconds,
@@ -190,7 +201,7 @@ struct Bench: AsyncParsableCommand {
                 "p99": Double(result.histogram.valueAtPercentile(99)) / 1000,
                 "max": Double(result.histogram.max) / 1000,
             ],
-            cpuSecondsPer1000Tx: cpuPerThousand, replicaCPUSeconds: result.cpuSeconds,
+            cpuSecondsPer1000Tx: cpuPerThousand, replicaCPUSeconds: result.cpuSeconds, clientCPUSecondsPer1000Tx: clientCPUPerThousand,
             averageBatchSize: ledgerFacts.averageBatchSize,
             viewChanges: statuses.values.map(\.viewChanges).max() ?? 0,
             replicaRSSBytes: rss, replicaRSSOverTime: result.rssSamples, ledgerBytesPerTransaction: ledgerFacts.bytesPerTransaction,
@@ -216,6 +227,7 @@ struct Bench: AsyncParsableCommand {
         var measuredSeconds: Double
         var histogram: Histogram<UInt64>
         var cpuSeconds: Double
+        var clientCPUSeconds: Double
         var rssSamples: [RSSSample]
     }
 
@@ -227,7 +239,7 @@ struct Bench: AsyncParsableCommand {
         let stopAt = measureFrom + .milliseconds(Int64(duration * 1000))
         let payloadBytes = [UInt8](repeating: 0x61, count: payload)
         let totals = Locked((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
-        let cpuAtStart = Locked<Double?>(nil)
+        let cpuAtStart = Locked<(replicas: Double, client: Double)?>(nil)
         let rssSamples = Locked<[RSSSample]>([])
         let rssInterval = Duration.milliseconds(Int64(max(1, (warmup + duration) / 30) * 1000))
         let perRequestInterval: Duration? = rate > 0 ? .nanoseconds(Int64(1e9 * Double(clients * outstanding) / rate)) : nil
@@ -241,7 +253,7 @@ struct Bench: AsyncParsableCommand {
             // Samples the replicas' CPU time when the warm-up ends.
             group.addTask {
                 try await Task.sleep(until: measureFrom)
-                cpuAtStart.withLock { $0 = replicaCPU(pids) }
+                cpuAtStart.withLock { $0 = (replicaCPU(pids), processCPUSeconds()) }
             }
             // Samples the replicas' RSS about 30 times over the run.
             group.addTask {
@@ -299,11 +311,12 @@ struct Bench: AsyncParsableCommand {
             }
             try await group.waitForAll()
         }
-        let cpuEnd = replicaCPU(pids)
-        let cpuStart = cpuAtStart.withLock { $0 } ?? 0
+        let (cpuEnd, clientCPUEnd) = (replicaCPU(pids), processCPUSeconds())
+        let (cpuStart, clientCPUStart) = cpuAtStart.withLock { $0 } ?? (0, 0)
         return totals.withLock { totals in
             DriveResult(acknowledged: totals.acknowledged, failed: totals.failed, measuredSeconds: duration,
-                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart, rssSamples: rssSamples.withLock { $0 })
+                        histogram: totals.histogram, cpuSeconds: cpuEnd - cpuStart,
+                        clientCPUSeconds: clientCPUEnd - clientCPUStart, rssSamples: rssSamples.withLock { $0 })
         }
     }
 
@@ -369,7 +382,7 @@ struct Bench: AsyncParsableCommand {
         stele bench: \(report.replicas) replicas, \(report.clients) clients × \(report.outstandingPerClient) outstanding, \(report.payloadBytes)-byte payloads, \(f(report.measuredSeconds, 0)) s measured
           throughput           \(f(report.throughputTxPerSecond)) tx/s  (\(report.acknowledgedTransactions) acknowledged, \(report.failedTransactions) failed)
           latency              p50 \(f(report.latencyMilliseconds["p50"] ?? 0, 2)) ms  p90 \(f(report.latencyMilliseconds["p90"] ?? 0, 2)) ms  p99 \(f(report.latencyMilliseconds["p99"] ?? 0, 2)) ms  max \(f(report.latencyMilliseconds["max"] ?? 0, 2)) ms
-          replica CPU          \(f(report.cpuSecondsPer1000Tx, 3)) s per 1,000 tx
+          replica CPU          \(f(report.cpuSecondsPer1000Tx, 3)) s per 1,000 tx  (bench clients: \(f(report.clientCPUSecondsPer1000Tx, 3)))
           average batch        \(f(report.averageBatchSize)) tx
           view changes         \(report.viewChanges)
           replica RSS          \(report.replicaRSSBytes.map { "\($0 / 1_048_576) MiB" }.joined(separator: ", "))
