@@ -1,4 +1,5 @@
 import SteleCore
+import SteleCrypto
 
 /// What one client connection may put in front of the signature verifier and the core. The
 /// checks are ordered cheapest first, so that a hostile client pays for its flood and the
@@ -20,7 +21,8 @@ struct RequestGate {
         var burst: Double = 4_096
         /// Bad signatures tolerated on one connection before it is closed.
         var badSignaturesMax = 16
-        /// Verified requests remembered per connection, for recognising retransmissions.
+        /// Verified requests remembered per connection, for recognising retransmissions. Each
+        /// costs about 100 bytes whatever its payload: only a fingerprint is kept.
         var rememberedMax = 4_096
         /// A retransmitted request reaches the core at most this often.
         var duplicateForwardInterval: Duration = .milliseconds(200)
@@ -51,8 +53,21 @@ struct RequestGate {
     private var tokens: Double
     private var refilledAt: ContinuousClock.Instant
     private var badSignatures = 0
+    /// What identifies a request's exact bytes: the digest its signature covers (client key,
+    /// timestamp and payload) and the signature. Two requests with equal fingerprints are the
+    /// same request, so a copy may skip verification; the payload itself is not kept (at 64 KiB
+    /// per payload, 4,096 remembered requests per connection would be 256 MiB a connection).
+    struct Fingerprint: Equatable {
+        let content: Digest
+        let signature: Signature
+        init(_ request: Request) {
+            content = request.contentDigest
+            signature = request.signature
+        }
+    }
+
     /// Verified requests by timestamp, and when each last went to the core.
-    private var remembered: [UInt64: (request: Request, forwardedAt: ContinuousClock.Instant)] = [:]
+    private var remembered: [UInt64: (fingerprint: Fingerprint, forwardedAt: ContinuousClock.Instant)] = [:]
     private var rememberedOrder: [UInt64] = []
     private var rememberedNext = 0
     private(set) var dropped: [Reason: Int] = [:]
@@ -73,7 +88,7 @@ struct RequestGate {
             return .drop(.rateLimited)
         }
         tokens -= 1
-        if let known = remembered[request.timestamp], known.request == request {
+        if let known = remembered[request.timestamp], known.fingerprint == Fingerprint(request) {
             guard now - known.forwardedAt >= limits.duplicateForwardInterval else {
                 dropped[.duplicate, default: 0] += 1
                 return .drop(.duplicate)
@@ -95,7 +110,7 @@ struct RequestGate {
                 rememberedNext = (rememberedNext + 1) % limits.rememberedMax
             }
         }
-        remembered[request.timestamp] = (request, now)
+        remembered[request.timestamp] = (Fingerprint(request), now)
     }
 
     /// The request's signature did not verify.

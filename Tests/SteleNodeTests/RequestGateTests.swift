@@ -61,6 +61,32 @@ struct RequestGateTests {
         #expect(gate.admit(twin, now: start + .seconds(1)) == .verify)
     }
 
+    @Test("a remembered request's payload is not kept: only its fingerprint is")
+    func payloadsAreNotRetained() {
+        let start = ContinuousClock.now
+        /// A gate that has verified (and remembered) one request carrying `payload`; the request
+        /// itself is gone when this returns.
+        func gateRemembering(_ payload: [UInt8]) -> RequestGate {
+            var gate = RequestGate(now: start)
+            let request = Self.client.request(timestamp: 11, payload: payload)
+            #expect(gate.admit(request, now: start) == .verify)
+            gate.verified(request, now: start)
+            return gate
+        }
+        var payload = [UInt8](repeating: 0x42, count: 64 * 1024)
+        var gate = gateRemembering(payload)
+        // Copy-on-write shows whether anything else holds the payload's buffer: if only
+        // `payload` does, this write happens in place; a gate that kept the request would
+        // force a copy to a new buffer.
+        let before = payload.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        payload[0] = 0x43
+        let after = payload.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        #expect(before == after, "the gate kept a reference to the 64 KiB payload")
+        payload[0] = 0x42
+        let copy = Self.client.request(timestamp: 11, payload: payload)
+        #expect(gate.admit(copy, now: start + .seconds(1)) == .forwardVerified, "an exact copy is still recognised")
+    }
+
     @Test("the connection is closed after badSignaturesMax bad signatures, not before")
     func badSignatures() {
         var limits = RequestGate.Limits()
