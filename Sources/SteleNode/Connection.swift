@@ -14,6 +14,9 @@ public struct NodeSettings: Sendable {
     public var frameBytesMax: Int = 4 * 1024 * 1024
     /// Frames queued per peer replica before the oldest are dropped.
     public var peerQueueFramesMax: Int = 8192
+    /// Bytes (estimated) queued per peer replica before the oldest frames are dropped: while a
+    /// peer is down, 8,192 pre-prepares of large requests would otherwise pile up gigabytes.
+    public var peerQueueBytesMax: Int = 64 * 1024 * 1024
     /// Frames queued per client connection before the oldest are dropped.
     public var clientQueueFramesMax: Int = 4096
     /// Events queued for the core before the oldest are dropped.

@@ -223,3 +223,32 @@ public struct FrameEncoder: MessageToByteEncoder {
         out.writeBytes(payload)
     }
 }
+
+extension Frame {
+    /// About how many bytes the frame takes queued, for the mailboxes' byte budgets: request
+    /// payloads dominate, so everything else is a rough constant. Cheap: no encoding.
+    var queuedByteEstimate: Int {
+        switch self {
+        case .message(let message): message.queuedByteEstimate
+        case .statusResponse(let bytes): 64 + bytes.count
+        case .refusal(let reason): 64 + reason.utf8.count
+        case .hello, .proof, .statusRequest: 128
+        }
+    }
+}
+
+extension Message {
+    var queuedByteEstimate: Int {
+        func requests(_ batch: [Request]) -> Int { batch.reduce(0) { $0 + 128 + $1.payload.count } }
+        switch self {
+        case .request(let request): return 128 + request.payload.count
+        case .prePrepare(let prePrepare): return 256 + requests(prePrepare.batch)
+        case .viewChange(let viewChange): return 512 + viewChange.prepared.reduce(0) { $0 + 512 + requests($1.prePrepare.batch) }
+        case .newView(let newView):
+            return 512 + newView.viewChanges.reduce(0) { $0 + Message.viewChange($1).queuedByteEstimate }
+                + newView.prePrepares.reduce(0) { $0 + 256 + requests($1.batch) }
+        case .stateResponse(let response): return 512 + response.blocks.reduce(0) { $0 + 512 + requests($1.batch) }
+        default: return 256
+        }
+    }
+}

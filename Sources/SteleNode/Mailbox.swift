@@ -1,11 +1,15 @@
 import Synchronization
 
-/// A bounded multi-producer, single-consumer queue. Producers never wait: at `capacity` the
-/// oldest half is dropped (the protocol retransmits; fresher messages matter more). The consumer takes everything queued at
-/// once, which is how the node group-commits.
+/// A bounded multi-producer, single-consumer queue. Producers never wait: at `capacity` items,
+/// or past `byteBudget` by the `weigh` estimate, the oldest half is dropped (the protocol
+/// retransmits; fresher messages matter more). The consumer takes everything queued at once,
+/// which is how the node group-commits.
 public final class Mailbox<Item: Sendable>: Sendable {
     private struct State {
         var items: [Item] = []
+        /// `weigh` of each item, in step with `items` (empty when nothing is weighed).
+        var weights: [Int] = []
+        var bytes = 0
         var waiter: CheckedContinuation<Void, Never>?
         var closed = false
         var droppedCount = 0
@@ -13,29 +17,49 @@ public final class Mailbox<Item: Sendable>: Sendable {
 
     private let state = Mutex(State())
     public let capacity: Int
+    public let byteBudget: Int
+    private let weigh: (@Sendable (Item) -> Int)?
 
-    public init(capacity: Int) {
-        precondition(capacity > 0)
+    /// `weigh` estimates an item's bytes for `byteBudget`; without it only items are counted.
+    public init(capacity: Int, byteBudget: Int = .max, weigh: (@Sendable (Item) -> Int)? = nil) {
+        precondition(capacity > 0 && byteBudget > 0)
         self.capacity = capacity
+        self.byteBudget = byteBudget
+        self.weigh = weigh
     }
 
     /// Queues an item; returns false if the mailbox is closed.
     @discardableResult
     public func post(_ item: Item) -> Bool {
+        let weight = weigh?(item) ?? 0
         let (queued, waiter): (Bool, CheckedContinuation<Void, Never>?) = state.withLock { state in
             guard !state.closed else { return (false, nil) }
             if state.items.count >= capacity {
                 // Drop the oldest half at once: amortised O(1) per post under overload.
-                let dropped = max(1, capacity / 2)
-                state.items.removeFirst(dropped)
-                state.droppedCount += dropped
+                drop(max(1, capacity / 2), from: &state)
+            }
+            while !state.items.isEmpty, state.bytes > byteBudget - weight {
+                drop(max(1, state.items.count / 2), from: &state)
             }
             state.items.append(item)
+            if weigh != nil {
+                state.weights.append(weight)
+                state.bytes += weight
+            }
             defer { state.waiter = nil }
             return (true, state.waiter)
         }
         waiter?.resume()
         return queued
+    }
+
+    private func drop(_ count: Int, from state: inout State) {
+        state.items.removeFirst(count)
+        if weigh != nil {
+            state.bytes -= state.weights.prefix(count).reduce(0, +)
+            state.weights.removeFirst(count)
+        }
+        state.droppedCount += count
     }
 
     /// Waits until at least one item is queued (or the mailbox closes), then takes them all.
@@ -44,7 +68,11 @@ public final class Mailbox<Item: Sendable>: Sendable {
         while true {
             let taken: [Item]? = state.withLock { state in
                 if !state.items.isEmpty {
-                    defer { state.items.removeAll(keepingCapacity: true) }
+                    defer {
+                        state.items.removeAll(keepingCapacity: true)
+                        state.weights.removeAll(keepingCapacity: true)
+                        state.bytes = 0
+                    }
                     return state.items
                 }
                 return state.closed ? [] : nil

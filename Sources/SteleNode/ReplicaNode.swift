@@ -105,7 +105,7 @@ public final class ReplicaNode: Sendable {
         self.verifier = SignatureVerifier(config: config, memo: VerifiedSignatures())
         self.inbox = Mailbox(capacity: settings.inboxEventsMax)
         var links: [ReplicaID: Mailbox<Frame>] = [:]
-        for peer in config.replicaIDs where peer != id { links[peer] = Mailbox(capacity: settings.peerQueueFramesMax) }
+        for peer in config.replicaIDs where peer != id { links[peer] = Mailbox(capacity: settings.peerQueueFramesMax, byteBudget: settings.peerQueueBytesMax, weigh: { $0.queuedByteEstimate }) }
         self.peerLinks = links
 
         let wal = try WriteAheadLog(path: walPath)

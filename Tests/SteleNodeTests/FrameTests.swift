@@ -136,6 +136,36 @@ struct MailboxTests {
         #expect(await mailbox.takeAll() == [4, 5, 6, 7, 8])
     }
 
+    @Test("past its byte budget a mailbox drops its oldest items, however few they are")
+    func byteBudget() async {
+        let mailbox = Mailbox<[UInt8]>(capacity: 1_000, byteBudget: 10_000, weigh: { $0.count })
+        for value in 0..<4 { mailbox.post([UInt8](repeating: UInt8(value), count: 3_000)) }
+        // 4 × 3,000 > 10,000: before the fourth post the oldest half of three (one item) went.
+        #expect(mailbox.droppedCount == 1)
+        #expect(await mailbox.takeAll().map { $0[0] } == [1, 2, 3])
+        // Taking everything empties the budget too.
+        for value in 4..<7 { mailbox.post([UInt8](repeating: UInt8(value), count: 3_000)) }
+        #expect(mailbox.droppedCount == 1)
+        // An item larger than the whole budget empties the queue and is still queued, alone:
+        // dropping it would lose the newest message for nothing.
+        mailbox.post([UInt8](repeating: 9, count: 20_000))
+        #expect(mailbox.droppedCount == 4)
+        #expect(await mailbox.takeAll().map { $0[0] } == [9])
+    }
+
+    @Test("a pre-prepare's queued size estimate grows with its requests' payloads")
+    func frameEstimate() {
+        let signer = ClientSigner(cluster: ClusterID(bytes: [UInt8](repeating: 3, count: 16))!, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+        let small = (1...10).map { signer.request(timestamp: UInt64($0), payload: [1]) }
+        let large = (1...10).map { signer.request(timestamp: UInt64($0), payload: [UInt8](repeating: 1, count: 4_096)) }
+        func estimate(_ batch: [Request]) -> Int {
+            Frame.message(.prePrepare(PrePrepare(view: View(0), sequence: SequenceNumber(1), primary: ReplicaID(0), batch: batch))).queuedByteEstimate
+        }
+        #expect(estimate(large) - estimate(small) == 10 * 4_095)
+        let encoded = Frame.message(.prePrepare(PrePrepare(view: View(0), sequence: SequenceNumber(1), primary: ReplicaID(0), batch: large))).encodedPayload()
+        #expect(estimate(large) >= encoded.count, "the estimate is not below the real size")
+    }
+
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
     func close() async {
         let mailbox = Mailbox<Int>(capacity: 8)
