@@ -144,10 +144,18 @@ struct HexTests {
 }
 
 @Suite("Secret key files")
-struct KeyFileTests {
+final class KeyFileTests {
+    /// Scratch directories of this test (each test runs on its own instance); removed in deinit.
+    private var directories: [URL] = []
+
+    deinit {
+        for directory in directories { try? FileManager.default.removeItem(at: directory) }
+    }
+
     func scratchPath(_ name: String) -> String {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stele-keyfile-\(UUID().uuidString)")
         try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        directories.append(directory)
         return directory.appendingPathComponent(name).path
     }
 
