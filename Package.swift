@@ -69,7 +69,7 @@ let package = Package(
             name: "stele-check",
             dependencies: ["SteleAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto"]),
+        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleHarness"]),
         .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleHarness"]),
         .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleHarness"]),
         .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),

@@ -1,4 +1,5 @@
 import Foundation
+import SteleHarness
 import Testing
 @testable import SteleCrypto
 
@@ -144,20 +145,10 @@ struct HexTests {
 }
 
 @Suite("Secret key files")
-final class KeyFileTests {
-    /// Scratch directories of this test (each test runs on its own instance); removed in deinit.
-    private var directories: [URL] = []
-
-    deinit {
-        for directory in directories { try? FileManager.default.removeItem(at: directory) }
-    }
-
-    func scratchPath(_ name: String) -> String {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stele-keyfile-\(UUID().uuidString)")
-        try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        directories.append(directory)
-        return directory.appendingPathComponent(name).path
-    }
+struct KeyFileTests {
+    /// Removed when the test ends (a suite instance per test).
+    let scratch = ScratchDirectories(prefix: "stele-keyfile")
+    func scratchPath(_ name: String) -> String { scratch.path(name) }
 
     @Test("a key file is written with mode 0600 and reads back the same key")
     func roundTrip() throws {

@@ -3,13 +3,8 @@ import Testing
 import PBFT
 import SteleCore
 import SteleCrypto
+import SteleHarness
 @testable import SteleNode
-
-private func scratch(_ name: String) -> String {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("stele-wal-\(UUID().uuidString)")
-    try! FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-    return directory.appendingPathComponent(name).path
-}
 
 private let cluster = ClusterID(bytes: [UInt8](repeating: 3, count: 16))!
 private let signer = ReplicaSigner(replica: 1, cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 2, count: 32))!)
@@ -32,6 +27,10 @@ private func records() -> [PersistRecord] {
 
 @Suite("Write-ahead log")
 struct WriteAheadLogTests {
+    /// Removed when the test ends (a suite instance per test).
+    let scratchDirectories = ScratchDirectories(prefix: "stele-wal")
+    func scratch(_ name: String) -> String { scratchDirectories.path(name) }
+
     @Test("records survive a reopen after sync")
     func reopen() throws {
         let path = scratch("replica.wal")
