@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Dependencies point one way:
-// CSodium <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary} <- SteleAudit <- {SteleNode, SteleSim} <- executables
+// {CSodium, CSHA256} <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary} <- SteleAudit <- {SteleNode, SteleSim} <- executables
 // (SteleAdversary: the Byzantine behaviours that the simulator and `stele replica --byzantine` share.)
 // SteleNode <- SteleHarness (real replica processes, the crash-restart runner) <- stele
 let package = Package(
@@ -27,7 +27,9 @@ let package = Package(
             pkgConfig: "libsodium",
             providers: [.apt(["libsodium-dev"])]
         ),
-        .target(name: "SteleCrypto", dependencies: ["CSodium"]),
+        // SHA-256 on the x86 SHA extensions, chosen at run time; libsodium otherwise.
+        .target(name: "CSHA256"),
+        .target(name: "SteleCrypto", dependencies: ["CSodium", "CSHA256"]),
         .target(name: "SteleCore", dependencies: ["SteleCrypto"]),
         .target(name: "PBFT", dependencies: ["SteleCore"]),
         .target(name: "SteleLedger", dependencies: ["SteleCore"]),

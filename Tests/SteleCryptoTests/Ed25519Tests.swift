@@ -113,22 +113,69 @@ struct Ed25519Tests {
 
 @Suite("SHA-256")
 struct SHA256Tests {
-    @Test("FIPS 180-2 vectors")
-    func vectors() {
-        #expect(Hex.encode(SHA256.hash([])) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
-        #expect(Hex.encode(SHA256.hash(Array("abc".utf8))) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
-        #expect(Hex.encode(SHA256.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8)))
-            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+    static let implementations = SHA256Implementation.allCases.filter(\.isAvailable)
+
+    static func hash(_ bytes: [UInt8], using implementation: SHA256Implementation) -> [UInt8] {
+        bytes.withUnsafeBufferPointer { SHA256.hash($0, using: implementation) }
     }
 
-    @Test("incremental hashing equals one-shot hashing")
-    func incremental() {
+    @Test("FIPS 180-2 vectors", arguments: implementations)
+    func vectors(implementation: SHA256Implementation) {
+        #expect(Hex.encode(Self.hash([], using: implementation)) == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        #expect(Hex.encode(Self.hash(Array("abc".utf8), using: implementation)) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        #expect(Hex.encode(Self.hash(Array("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq".utf8), using: implementation))
+            == "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        // One million 'a's: 15,625 whole blocks and a padding-only final block.
+        var hasher = SHA256Hasher(using: implementation)
+        let chunk = [UInt8](repeating: UInt8(ascii: "a"), count: 1000)
+        for _ in 0..<1000 { hasher.update(chunk) }
+        #expect(Hex.encode(hasher.finalize()) == "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    @Test("incremental hashing equals one-shot hashing", arguments: implementations)
+    func incremental(implementation: SHA256Implementation) {
         let data = (0..<1000).map { UInt8(truncatingIfNeeded: $0 * 31) }
-        var hasher = SHA256Hasher()
+        var hasher = SHA256Hasher(using: implementation)
         hasher.update(Array(data[0..<10]))
         hasher.update(Array(data[10..<999]))
         hasher.update(Array(data[999...]))
-        #expect(hasher.finalize() == SHA256.hash(data))
+        #expect(hasher.finalize() == Self.hash(data, using: implementation))
+    }
+
+    @Test("the default is the fastest implementation this CPU has")
+    func preferred() {
+        #expect(SHA256Implementation.preferred.isAvailable)
+        #expect(SHA256Implementation.libsodium.isAvailable)
+        let expected: SHA256Implementation = SHA256Implementation.shaExtensions.isAvailable ? .shaExtensions : .libsodium
+        #expect(SHA256Implementation.preferred == expected)
+    }
+
+    /// Every length across the one- and two-block padding boundaries and
+    /// several whole blocks, in one shot and fed in uneven pieces, against
+    /// libsodium. On a CPU without the SHA extensions the default is libsodium
+    /// itself, and that is what the test checks there.
+    @Test("the SHA extensions agree with libsodium on every length up to 1,100 bytes")
+    func extensionsAgreeWithLibsodium() {
+        guard SHA256Implementation.shaExtensions.isAvailable else {
+            #expect(SHA256Implementation.preferred == .libsodium)
+            return
+        }
+        var generator = SystemRandomNumberGenerator()
+        let data = (0..<1100).map { _ in UInt8.random(in: 0...255, using: &generator) }
+        for length in 0...data.count {
+            let input = Array(data[0..<length])
+            let reference = Self.hash(input, using: .libsodium)
+            #expect(Self.hash(input, using: .shaExtensions) == reference, "one shot, \(length) bytes")
+            var hasher = SHA256Hasher(using: .shaExtensions)
+            var offset = 0
+            let step = 1 + length % 71
+            while offset < length {
+                let end = min(length, offset + step)
+                hasher.update(Array(input[offset..<end]))
+                offset = end
+            }
+            #expect(hasher.finalize() == reference, "in pieces of \(step), \(length) bytes")
+        }
     }
 }
 
