@@ -56,6 +56,7 @@ extension Replica {
         var partialBatchesAllowed = afterExecution ? 1 : 0
         while hasRoomForProposal {
             let isFull = pending.unexaminedCount >= config.parameters.batchSizeMax
+                || pending.unexaminedBytes >= config.parameters.batchBytesMax
             if !isFull, proposedUnexecuted > 0 {
                 guard partialBatchesAllowed > 0 else { return }
                 partialBatchesAllowed -= 1
@@ -63,7 +64,7 @@ extension Replica {
             let inFlight = self.inFlight
             let clients = ledgerHead.clients
             let prepared = preparedRequests()
-            let batch = pending.takeForProposal(countMax: config.parameters.batchSizeMax) {
+            let batch = pending.takeForProposal(countMax: config.parameters.batchSizeMax, bytesMax: config.parameters.batchBytesMax) {
                 Replica.isProposable($0, inFlight: inFlight, prepared: prepared, clients: clients)
             }
             if batch.isEmpty {
@@ -155,6 +156,11 @@ extension Replica {
         guard lastExecuted >= stableCheckpoint else { throw .behindStableCheckpoint(lastExecuted: lastExecuted) }
         let limit = config.parameters.batchSizeMax
         guard batch.count <= limit else { throw .batchTooLarge(count: batch.count, limit: limit) }
+        if batch.count > 1 {
+            let bytes = batch.reduce(0) { $0 + $1.encodedByteCount }
+            let bytesLimit = config.parameters.batchBytesMax
+            guard bytes <= bytesLimit else { throw .batchBytesTooLarge(bytes: bytes, limit: bytesLimit) }
+        }
         var seen = Set<RequestKey>()
         let prepared = preparedRequests()
         for request in batch {

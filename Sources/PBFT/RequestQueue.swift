@@ -10,7 +10,11 @@ struct RequestQueue: Sendable {
     let capacity: Int
     private(set) var entries: [RequestKey: Request] = [:]
     private var order: [RequestKey] = []
+    /// `orderBytes[i]`: the encoded size of the request `order[i]` named when it was queued.
+    private var orderBytes: [Int] = []
     private var cursor = 0
+    /// The sum of `orderBytes` from the cursor on, kept as the cursor and the order change.
+    private(set) var unexaminedBytes = 0
 
     init(capacity: Int) {
         precondition(capacity >= 1)
@@ -25,6 +29,7 @@ struct RequestQueue: Sendable {
     /// Requests the primary has not looked at in this view (an upper bound: lazily removed
     /// ones still count until compaction). What the next batch can hold at most.
     var unexaminedCount: Int { order.count - cursor }
+    // `unexaminedBytes` is the same kind of upper bound, in encoded request bytes.
 
     /// Adds a request; false if it is already known or the queue is full.
     @discardableResult
@@ -33,6 +38,8 @@ struct RequestQueue: Sendable {
         guard entries[key] == nil, entries.count < capacity else { return false }
         entries[key] = request
         order.append(key)
+        orderBytes.append(request.encodedByteCount)
+        unexaminedBytes += request.encodedByteCount
         return true
     }
 
@@ -42,21 +49,38 @@ struct RequestQueue: Sendable {
     }
 
     /// The primary starts proposing from the oldest request again (a new view).
-    mutating func rewind() { cursor = 0 }
+    mutating func rewind() {
+        cursor = 0
+        unexaminedBytes = orderBytes.reduce(0, +)
+    }
 
-    /// Up to `countMax` requests after the cursor that `isProposable` accepts, advancing the
-    /// cursor past every request it looked at.
-    mutating func takeForProposal(countMax: Int, isProposable: (Request) -> Bool) -> [Request] {
+    /// Requests after the cursor that `isProposable` accepts, in order: at most `countMax` of
+    /// them and at most `bytesMax` encoded bytes, except that a first request larger than
+    /// `bytesMax` goes alone (so no request is ever stuck). The cursor advances past every
+    /// request looked at, and stops at the first one that no longer fits.
+    mutating func takeForProposal(countMax: Int, bytesMax: Int = .max, isProposable: (Request) -> Bool) -> [Request] {
         var batch = [Request]()
+        var batchBytes = 0
         var taken = Set<RequestKey>()
         while cursor < order.count, batch.count < countMax {
             let key = order[cursor]
-            cursor += 1
-            guard let request = entries[key], !taken.contains(key), isProposable(request) else { continue }
+            guard let request = entries[key], !taken.contains(key), isProposable(request) else {
+                advanceCursor()
+                continue
+            }
+            let size = request.encodedByteCount
+            if !batch.isEmpty, batchBytes + size > bytesMax { break }
+            advanceCursor()
             taken.insert(key)
             batch.append(request)
+            batchBytes += size
         }
         return batch
+    }
+
+    private mutating func advanceCursor() {
+        unexaminedBytes -= orderBytes[cursor]
+        cursor += 1
     }
 
     /// The oldest `countMax` live requests that `isIncluded` accepts (for forwarding).
@@ -73,14 +97,19 @@ struct RequestQueue: Sendable {
     private mutating func compactIfSparse() {
         guard order.count > 64, order.count > 2 * entries.count else { return }
         var live = [RequestKey]()
+        var liveBytes = [Int]()
         live.reserveCapacity(entries.count)
+        liveBytes.reserveCapacity(entries.count)
         var seen = Set<RequestKey>()
         var liveBeforeCursor = 0
         for (index, key) in order.enumerated() where entries[key] != nil && seen.insert(key).inserted {
             if index < cursor { liveBeforeCursor += 1 }
             live.append(key)
+            liveBytes.append(orderBytes[index])
         }
         order = live
+        orderBytes = liveBytes
         cursor = liveBeforeCursor
+        unexaminedBytes = orderBytes[cursor...].reduce(0, +)
     }
 }

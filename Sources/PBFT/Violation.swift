@@ -24,6 +24,8 @@ public struct ProtocolViolation: Error, Equatable, Sendable, CustomStringConvert
         case digestMismatch
         /// More requests in one batch than batchSizeMax.
         case batchTooLarge(count: Int, limit: Int)
+        /// More than batchBytesMax encoded request bytes in a batch of two or more requests.
+        case batchBytesTooLarge(bytes: Int, limit: Int)
         /// Two requests of one batch share (client, timestamp).
         case duplicateRequestInBatch(timestamp: UInt64)
         /// A request in the batch was already executed (or is below the client window).

@@ -48,6 +48,10 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     public var watermarkWindow: UInt64 = 64
     /// Most requests in one batch.
     public var batchSizeMax: Int = 256
+    /// Most encoded request bytes in one batch (a single larger request goes alone). A
+    /// PRE-PREPARE must fit one frame (NodeSettings.frameBytesMax, 4 MiB): 256 requests of up
+    /// to 64 KiB would not, and such a batch was refused by every backup, view after view.
+    public var batchBytesMax: Int = 1024 * 1024
     /// Most batches the primary keeps in flight (proposed, not yet executed).
     public var pipelineDepthMax: Int = 32
     /// Ticks a backup waits for a pending request to execute before starting a view change;
@@ -59,6 +63,26 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     public var retransmitTicks: UInt64 = 10
 
     public init() {}
+
+    private enum CodingKeys: String, CodingKey {
+        case checkpointInterval, watermarkWindow, batchSizeMax, batchBytesMax, pipelineDepthMax
+        case viewChangeTimeoutTicks, viewChangeTimeoutTicksMax, retransmitTicks
+    }
+
+    /// A parameter missing from cluster.json takes its default, so files written before a
+    /// parameter existed (batchBytesMax) still load.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        let defaults = ProtocolParameters()
+        checkpointInterval = try container.decodeIfPresent(UInt64.self, forKey: .checkpointInterval) ?? defaults.checkpointInterval
+        watermarkWindow = try container.decodeIfPresent(UInt64.self, forKey: .watermarkWindow) ?? defaults.watermarkWindow
+        batchSizeMax = try container.decodeIfPresent(Int.self, forKey: .batchSizeMax) ?? defaults.batchSizeMax
+        batchBytesMax = try container.decodeIfPresent(Int.self, forKey: .batchBytesMax) ?? defaults.batchBytesMax
+        pipelineDepthMax = try container.decodeIfPresent(Int.self, forKey: .pipelineDepthMax) ?? defaults.pipelineDepthMax
+        viewChangeTimeoutTicks = try container.decodeIfPresent(UInt64.self, forKey: .viewChangeTimeoutTicks) ?? defaults.viewChangeTimeoutTicks
+        viewChangeTimeoutTicksMax = try container.decodeIfPresent(UInt64.self, forKey: .viewChangeTimeoutTicksMax) ?? defaults.viewChangeTimeoutTicksMax
+        retransmitTicks = try container.decodeIfPresent(UInt64.self, forKey: .retransmitTicks) ?? defaults.retransmitTicks
+    }
 }
 
 public struct ReplicaEndpoint: Hashable, Sendable {
@@ -125,6 +149,7 @@ public struct ClusterConfig: Hashable, Sendable {
             throw ConfigError(.invalidParameter(name: "watermarkWindow", reason: "must be a multiple of checkpointInterval and at least twice it"))
         }
         guard parameters.batchSizeMax >= 1 else { throw ConfigError(.invalidParameter(name: "batchSizeMax", reason: "must be at least 1")) }
+        guard parameters.batchBytesMax >= 1 else { throw ConfigError(.invalidParameter(name: "batchBytesMax", reason: "must be at least 1")) }
         guard parameters.pipelineDepthMax >= 1 else { throw ConfigError(.invalidParameter(name: "pipelineDepthMax", reason: "must be at least 1")) }
         guard parameters.viewChangeTimeoutTicks >= 1, parameters.viewChangeTimeoutTicksMax >= parameters.viewChangeTimeoutTicks else {
             throw ConfigError(.invalidParameter(name: "viewChangeTimeoutTicks", reason: "must be at least 1 and at most viewChangeTimeoutTicksMax"))

@@ -59,6 +59,9 @@ public struct Request: Hashable, Sendable {
 
     static let encodedByteCountMin = PublicKey.byteCount + 8 + 4 + Signature.byteCount
 
+    /// The request's size in a batch (its canonical encoding).
+    public var encodedByteCount: Int { Request.encodedByteCountMin + payload.count }
+
     public func encode(into writer: inout ByteWriter) {
         writer.write(client)
         writer.write(timestamp)

@@ -54,6 +54,30 @@ import SteleCrypto
         }
     }
 
+    @Test func batchesAreCutByBytesAsWellAsByCount() {
+        var parameters = Cluster.parameters(batchSizeMax: 8, pipelineDepthMax: 1)
+        // Room for three of the 600-byte requests below, not four.
+        parameters.batchBytesMax = 3 * (600 + 108) + 10
+        var cluster = Cluster(parameters: parameters)
+        let payload = String(repeating: "p", count: 600 - "-10".count)
+        for timestamp in 1...10 { cluster.submit(cluster.request(UInt64(timestamp), payload), to: [0]) }
+        // One request larger than the whole budget still gets a batch of its own.
+        cluster.submit(cluster.request(11, String(repeating: "q", count: 4000)), to: [0])
+        cluster.submit(cluster.request(12, payload), to: [0])
+        cluster.run()
+
+        let ledger = cluster.ledger(0)
+        #expect(ledger.flatMap(\.batch).map(\.timestamp) == Array(1...12))
+        #expect(ledger.map(\.batch.count) == [1, 3, 3, 3, 1, 1])
+        for block in ledger where block.batch.count > 1 {
+            #expect(block.batch.reduce(0) { $0 + $1.encodedByteCount } <= parameters.batchBytesMax)
+        }
+        for id in cluster.ids {
+            #expect(cluster.ledger(id).map(\.hash) == ledger.map(\.hash))
+            cluster.expectExactlyOnce(id)
+        }
+    }
+
     @Test func thePrimaryPipelinesSeveralSequences() {
         var cluster = Cluster(parameters: Cluster.parameters(batchSizeMax: 1, pipelineDepthMax: 3))
         var proposed = [PrePrepare]()

@@ -100,6 +100,18 @@ import SteleCrypto
         #expect(cluster.inject(.prePrepare(proposal), from: 0, to: 1).isEmpty)
         #expect(cluster.replica(1).lastViolation?.code == .batchTooLarge(count: 3, limit: 2))
     }
+
+    @Test func aBatchOverBatchBytesMaxIsRejected() {
+        var parameters = Cluster.parameters()
+        parameters.batchBytesMax = 2 * (108 + "tx-1".count)
+        var cluster = Cluster(parameters: parameters)
+        let proposal = prePrepare(cluster, timestamps: [1, 2, 3])
+        #expect(cluster.inject(.prePrepare(proposal), from: 0, to: 1).isEmpty)
+        #expect(cluster.replica(1).lastViolation?.code == .batchBytesTooLarge(bytes: 3 * (108 + 4), limit: 2 * (108 + 4)))
+        // The same requests two at a time are within the limit.
+        let smaller = prePrepare(cluster, timestamps: [1, 2])
+        #expect(!cluster.inject(.prePrepare(smaller), from: 0, to: 1).isEmpty)
+    }
 }
 
 /// §4.3: watermarks and garbage collection.

@@ -196,4 +196,23 @@ struct ClusterConfigTests {
             return true
         }
     }
+
+    @Test("a cluster.json written before batchBytesMax existed loads with its default")
+    func parametersFromAnOlderFile() throws {
+        var parameters = ProtocolParameters()
+        parameters.batchSizeMax = 77
+        parameters.batchBytesMax = 12_345
+        let config = try ClusterConfig(cluster: Samples.cluster, f: 1, replicas: endpoints(4), parameters: parameters)
+        let text = String(decoding: config.jsonData(), as: UTF8.self)
+        #expect(try ClusterConfig.fromJSON(Data(text.utf8)).parameters == parameters)
+        let older = text.replacingOccurrences(of: "\"batchBytesMax\" : 12345,", with: "")
+        #expect(older != text)
+        let loaded = try ClusterConfig.fromJSON(Data(older.utf8))
+        #expect(loaded.parameters.batchSizeMax == 77)
+        #expect(loaded.parameters.batchBytesMax == ProtocolParameters().batchBytesMax)
+        #expect { _ = try ClusterConfig.fromJSON(Data(text.replacingOccurrences(of: "\"batchBytesMax\" : 12345", with: "\"batchBytesMax\" : 0").utf8)) } throws: { error in
+            guard let error = error as? ConfigError, case .invalidParameter("batchBytesMax", _) = error.code else { return false }
+            return true
+        }
+    }
 }
