@@ -237,6 +237,11 @@ extension Frame {
     }
 }
 
+extension CertifiedBlock {
+    /// About how many bytes the block takes in a STATE-RESPONSE.
+    var queuedByteEstimate: Int { 512 + batch.reduce(0) { $0 + 128 + $1.payload.count } }
+}
+
 extension Message {
     var queuedByteEstimate: Int {
         func requests(_ batch: [Request]) -> Int { batch.reduce(0) { $0 + 128 + $1.payload.count } }
@@ -247,7 +252,7 @@ extension Message {
         case .newView(let newView):
             return 512 + newView.viewChanges.reduce(0) { $0 + Message.viewChange($1).queuedByteEstimate }
                 + newView.prePrepares.reduce(0) { $0 + 256 + requests($1.batch) }
-        case .stateResponse(let response): return 512 + response.blocks.reduce(0) { $0 + 512 + requests($1.batch) }
+        case .stateResponse(let response): return 512 + response.blocks.reduce(0) { $0 + $1.queuedByteEstimate }
         default: return 256
         }
     }

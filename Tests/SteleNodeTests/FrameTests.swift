@@ -166,6 +166,30 @@ struct MailboxTests {
         #expect(estimate(large) >= encoded.count, "the estimate is not below the real size")
     }
 
+    @Test("a state response is cut to a prefix of blocks that fits the frame budget, never to none")
+    func stateResponseFitsAFrame() {
+        let signer = ClientSigner(cluster: ClusterID(bytes: [UInt8](repeating: 3, count: 16))!, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+        let signatures = (0..<3).map { ReplicaSignature(replica: ReplicaID(UInt16($0)), signature: .zero) }
+        var prevHash = Digest.zero
+        var blocks: [CertifiedBlock] = []
+        for height in 1...64 {
+            // 64 blocks of 100 requests of 4 KiB: about 26 MiB, far over one 4 MiB frame.
+            let batch = (0..<100).map { signer.request(timestamp: UInt64(height * 1_000 + $0), payload: [UInt8](repeating: 7, count: 4_096)) }
+            let block = CertifiedBlock(height: SequenceNumber(UInt64(height)), prevHash: prevHash, batch: batch, certificateView: View(0), commitSignatures: signatures)
+            blocks.append(block)
+            prevHash = block.hash
+        }
+        let budget = 2 * 1024 * 1024
+        let served = ReplicaNode.prefix(of: blocks, bytesMax: budget)
+        #expect(served.count == 4, "four blocks of about 423 KB (estimated) fit in 2 MiB")
+        #expect(served.map(\.height) == blocks.prefix(4).map(\.height))
+        let encoded = Frame.message(.stateResponse(StateResponse(blocks: served, checkpoint: nil, replica: ReplicaID(1)))).encodedPayload()
+        #expect(encoded.count <= budget)
+        // One block larger than the budget is still served alone.
+        #expect(ReplicaNode.prefix(of: blocks, bytesMax: 1_000).count == 1)
+        #expect(ReplicaNode.prefix(of: Array(blocks.prefix(3)), bytesMax: .max).count == 3)
+    }
+
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
     func close() async {
         let mailbox = Mailbox<Int>(capacity: 8)
