@@ -20,6 +20,8 @@ struct NodeMetrics: Sendable {
     /// Connections closed or refused by a defence (bad signatures, handshake backlog, a newer
     /// connection from the same replica).
     let connectionsShed = Counter(label: "stele_connections_shed_total")
+    /// Messages not sent because they would not fit one frame (ReplicaNode.fitsOneFrame).
+    let framesOversize = Counter(label: "stele_frames_oversize_dropped_total")
     /// From a client request's arrival at this replica to its reply.
     let requestLatency = Metrics.Timer(label: "stele_request_latency_seconds")
     /// Events handled per turn of the node loop (the group-commit size).

@@ -522,6 +522,28 @@ public final class ReplicaNode: Sendable {
 
     // MARK: Outbound peer links
 
+    /// Whether `frame` is within the frame limit every replica applies. One that is not would
+    /// only make the peer close the connection (losing what follows it on the link), so it is
+    /// dropped here, loudly. Batches (batchBytesMax) and state-transfer responses are sized to
+    /// fit; a VIEW-CHANGE or NEW-VIEW embeds every prepared batch above the stable checkpoint
+    /// and can still outgrow a frame under heavy load with large payloads (docs/security.md).
+    func fitsOneFrame(_ frame: Frame, to peer: ReplicaID) -> Bool {
+        guard let bytes = Self.oversizeBytes(frame, frameBytesMax: settings.frameBytesMax) else { return true }
+        metrics.framesOversize.increment()
+        let kind = if case .message(let message) = frame { "\(message.tag)" } else { "\(frame.kind)" }
+        logger.error("dropping a message too large for one frame: the peer would close the connection",
+                     metadata: ["peer": "\(peer.value)", "message": "\(kind)", "bytes": "\(bytes)", "frameBytesMax": "\(settings.frameBytesMax)"])
+        return false
+    }
+
+    /// The encoded size of `frame` if it exceeds `frameBytesMax`, else nil. The size estimate
+    /// is never below the real size, so only the rare frame it puts over the limit is encoded.
+    static func oversizeBytes(_ frame: Frame, frameBytesMax: Int) -> Int? {
+        guard frame.queuedByteEstimate > frameBytesMax else { return nil }
+        let bytes = frame.encodedPayload().count
+        return bytes > frameBytesMax ? bytes : nil
+    }
+
     /// Keeps one connection to `peer` open, reconnecting with exponential backoff and jitter,
     /// and writes the peer's queued frames to it.
     private func peerLinkLoop(peer: ReplicaID, mailbox: Mailbox<Frame>) async {
@@ -546,7 +568,7 @@ public final class ReplicaNode: Sendable {
                     while !Task.isCancelled {
                         let frames = await mailbox.takeAll()
                         if frames.isEmpty { return }
-                        try await outbound.write(contentsOf: frames)
+                        try await outbound.write(contentsOf: frames.filter { fitsOneFrame($0, to: peer) })
                     }
                 }
             } catch {

@@ -190,6 +190,22 @@ struct MailboxTests {
         #expect(ReplicaNode.prefix(of: Array(blocks.prefix(3)), bytesMax: .max).count == 3)
     }
 
+    @Test("a message over the frame limit is found before it is sent; one within it is not")
+    func oversizeFrames() {
+        let signer = ClientSigner(cluster: ClusterID(bytes: [UInt8](repeating: 3, count: 16))!, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+        let batch = (1...10).map { signer.request(timestamp: UInt64($0), payload: [UInt8](repeating: 1, count: 1_000)) }
+        let frame = Frame.message(.prePrepare(PrePrepare(view: View(0), sequence: SequenceNumber(1), primary: ReplicaID(0), batch: batch)))
+        let exact = frame.encodedPayload().count
+        #expect(ReplicaNode.oversizeBytes(frame, frameBytesMax: exact) == nil)
+        #expect(ReplicaNode.oversizeBytes(frame, frameBytesMax: exact - 1) == exact)
+        #expect(ReplicaNode.oversizeBytes(frame, frameBytesMax: 4 * 1024 * 1024) == nil)
+        // The decoder on the other side refuses exactly those.
+        var buffer = ByteBuffer()
+        try? FrameEncoder().encode(data: frame, out: &buffer)
+        var decoder = FrameDecoder(frameBytesMax: exact - 1)
+        #expect(throws: FrameDecoder.Error.self) { _ = try decoder.next(from: &buffer) }
+    }
+
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
     func close() async {
         let mailbox = Mailbox<Int>(capacity: 8)
