@@ -138,6 +138,15 @@ public struct PrePrepare: Hashable, Sendable {
         writer.write(signature)
     }
 
+    /// The encoding with the batch replaced by its index in a NEW-VIEW's table of batches.
+    func encodeHeader(batchIndex: UInt32, into writer: inout ByteWriter) {
+        writer.write(view)
+        writer.write(sequence)
+        writer.write(primary)
+        writer.write(batchIndex)
+        writer.write(signature)
+    }
+
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> PrePrepare {
         let view = try reader.readView("prePrepare.view")
         let sequence = try reader.readSequence("prePrepare.sequence")
@@ -489,18 +498,116 @@ public struct NewView: Hashable, Sendable {
         NewView(view: view, viewChanges: viewChanges, prePrepares: prePrepares, primary: primary, signature: signature)
     }
 
+    // On the wire a NEW-VIEW carries each distinct batch once. Its 2f+1 VIEW-CHANGEs mostly
+    // hold the same prepared certificates, and O re-proposes their batches, so written out
+    // whole it carried about four copies of every unstable batch, and outgrew a 4 MiB frame under
+    // load with 4 KiB payloads (docs/security.md). The signature still covers the whole
+    // encoding (`bodyDigest`); only the wire form is shared:
+    //
+    //     view u64
+    //     batches     u32 count, each a u32 count of requests — distinct, in order of first use
+    //     viewChanges u32 count, each a VIEW-CHANGE whose certificates' PRE-PREPAREs name their
+    //                 batch by a u32 index into `batches` instead of carrying it
+    //     prePrepares u32 count, each a PRE-PREPARE with a u32 batch index
+    //     primary u16, signature 64 bytes
+    //
+    // Decoding is strict, so decode-then-encode gives the same bytes: every index in range,
+    // first uses in table order, every batch used, no batch twice.
+
     public func encode(into writer: inout ByteWriter) {
-        encodeBody(into: &writer)
+        var table: [[Request]] = []
+        var indexOf: [Digest: UInt32] = [:]
+        func index(of prePrepare: PrePrepare) -> UInt32 {
+            if let index = indexOf[prePrepare.digest] { return index }
+            let index = UInt32(table.count)
+            indexOf[prePrepare.digest] = index
+            table.append(prePrepare.batch)
+            return index
+        }
+        var viewChangeIndices: [[UInt32]] = []
+        for viewChange in viewChanges { viewChangeIndices.append(viewChange.prepared.map { index(of: $0.prePrepare) }) }
+        let prePrepareIndices = prePrepares.map { index(of: $0) }
+
+        writer.write(view)
+        writer.writeArray(table) { writer, batch in writer.writeArray(batch) { $1.encode(into: &$0) } }
+        writer.write(UInt32(viewChanges.count))
+        for (viewChange, indices) in zip(viewChanges, viewChangeIndices) {
+            writer.write(viewChange.newView)
+            writer.write(viewChange.stableSequence)
+            writer.writeArray(viewChange.checkpointProof) { $1.encode(into: &$0) }
+            writer.write(UInt32(viewChange.prepared.count))
+            for (certificate, index) in zip(viewChange.prepared, indices) {
+                certificate.prePrepare.encodeHeader(batchIndex: index, into: &writer)
+                writer.writeArray(certificate.prepares) { $1.encode(into: &$0) }
+            }
+            writer.write(viewChange.replica)
+            writer.write(viewChange.signature)
+        }
+        writer.write(UInt32(prePrepares.count))
+        for (prePrepare, index) in zip(prePrepares, prePrepareIndices) { prePrepare.encodeHeader(batchIndex: index, into: &writer) }
+        writer.write(primary)
         writer.write(signature)
     }
 
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> NewView {
         let view = try reader.readView("newView.view")
+        let tableLimit = reader.limits.newViewPrePreparesMax + reader.limits.viewChangesMax * reader.limits.preparedCertificatesMax
+        let batches = try reader.readArray("newView.batches", limit: tableLimit, elementSizeMin: 4) {
+            (r: inout ByteReader) throws(DecodingError) -> (batch: [Request], digest: Digest) in
+            let batch = try r.readArray("newView.batch", limit: r.limits.batchCountMax, elementSizeMin: Request.encodedByteCountMin) {
+                (r: inout ByteReader) throws(DecodingError) in try Request.decode(from: &r)
+            }
+            return (batch, Batch.digest(batch))
+        }
+        var distinct = Set<Digest>()
+        for (index, entry) in batches.enumerated() where !distinct.insert(entry.digest).inserted {
+            throw DecodingError(.invalidValue(reason: "batch \(index) repeats an earlier batch"), field: "newView.batches", offset: reader.offset)
+        }
+        var firstUnused = 0
+        func batch(_ r: inout ByteReader) throws(DecodingError) -> (batch: [Request], digest: Digest) {
+            let offset = r.offset
+            let index = Int(try r.readUInt32("newView.batchIndex"))
+            guard index < batches.count else {
+                throw DecodingError(.invalidValue(reason: "batch index \(index) of \(batches.count)"), field: "newView.batchIndex", offset: offset)
+            }
+            guard index <= firstUnused else {
+                throw DecodingError(.invalidValue(reason: "batch \(index) used before batch \(firstUnused)"), field: "newView.batchIndex", offset: offset)
+            }
+            if index == firstUnused { firstUnused += 1 }
+            return batches[index]
+        }
+        func prePrepare(_ r: inout ByteReader) throws(DecodingError) -> PrePrepare {
+            let view = try r.readView("prePrepare.view")
+            let sequence = try r.readSequence("prePrepare.sequence")
+            let primary = try r.readReplica("prePrepare.primary")
+            let entry = try batch(&r)
+            let signature = try r.readSignature("prePrepare.signature")
+            return PrePrepare(view: view, sequence: sequence, primary: primary, batch: entry.batch, digest: entry.digest, signature: signature)
+        }
         let viewChanges = try reader.readArray("newView.viewChanges", limit: reader.limits.viewChangesMax, elementSizeMin: ViewChange.encodedByteCountMin) {
-            (r: inout ByteReader) throws(DecodingError) in try ViewChange.decode(from: &r)
+            (r: inout ByteReader) throws(DecodingError) -> ViewChange in
+            let newView = try r.readView("viewChange.newView")
+            let stableSequence = try r.readSequence("viewChange.stableSequence")
+            let proof = try r.readArray("viewChange.checkpointProof", limit: r.limits.signaturesMax, elementSizeMin: Checkpoint.encodedByteCount) {
+                (r: inout ByteReader) throws(DecodingError) in try Checkpoint.decode(from: &r)
+            }
+            let prepared = try r.readArray("viewChange.prepared", limit: r.limits.preparedCertificatesMax, elementSizeMin: PreparedCertificate.encodedByteCountMin) {
+                (r: inout ByteReader) throws(DecodingError) -> PreparedCertificate in
+                let certified = try prePrepare(&r)
+                let prepares = try r.readArray("preparedCertificate.prepares", limit: r.limits.signaturesMax, elementSizeMin: Vote.encodedByteCount) {
+                    (r: inout ByteReader) throws(DecodingError) in try Vote.decode(kind: .prepare, from: &r)
+                }
+                return PreparedCertificate(prePrepare: certified, prepares: prepares)
+            }
+            let replica = try r.readReplica("viewChange.replica")
+            let signature = try r.readSignature("viewChange.signature")
+            return ViewChange(newView: newView, stableSequence: stableSequence, checkpointProof: proof, prepared: prepared, replica: replica, signature: signature)
         }
         let prePrepares = try reader.readArray("newView.prePrepares", limit: reader.limits.newViewPrePreparesMax, elementSizeMin: PrePrepare.encodedByteCountMin) {
-            (r: inout ByteReader) throws(DecodingError) in try PrePrepare.decode(from: &r)
+            (r: inout ByteReader) throws(DecodingError) in try prePrepare(&r)
+        }
+        guard firstUnused == batches.count else {
+            throw DecodingError(.invalidValue(reason: "batch \(firstUnused) of \(batches.count) is never used"), field: "newView.batches", offset: reader.offset)
         }
         let primary = try reader.readReplica("newView.primary")
         let signature = try reader.readSignature("newView.signature")

@@ -41,8 +41,13 @@ public struct NodeSettings: Sendable {
 
 /// Installs the frame codec on a fresh channel and wraps it for async use.
 func wrapFrameChannel(_ channel: Channel, frameBytesMax: Int) -> EventLoopFuture<FrameChannel> {
+    wrapFrameChannel(channel, limit: FrameLimit(frameBytesMax))
+}
+
+/// The same, with a frame limit the connection may raise later.
+func wrapFrameChannel(_ channel: Channel, limit: FrameLimit) -> EventLoopFuture<FrameChannel> {
     channel.eventLoop.makeCompletedFuture {
-        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(frameBytesMax: frameBytesMax)))
+        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
         return try FrameChannel(wrappingChannelSynchronously: channel)
     }
@@ -56,6 +61,12 @@ func connectFrameChannel(to endpoint: ReplicaEndpoint, frameBytesMax: Int) async
         .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
             wrapFrameChannel(channel, frameBytesMax: frameBytesMax)
         }
+}
+
+/// An accepted connection and its frame limit.
+struct InboundConnection: Sendable {
+    let channel: FrameChannel
+    let frameLimit: FrameLimit
 }
 
 /// Why a connection ended during or after its handshake.
@@ -88,9 +99,12 @@ struct HandshakeDriver {
     }
 
     /// As the side that accepted: read HELLO, HELLO, read PROOF, PROOF.
+    /// `authenticated` runs once the peer's proof checked out and before our PROOF is sent:
+    /// the peer sends nothing else before it has that PROOF.
     func asAcceptor(
         inbound: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
-        outbound: NIOAsyncChannelOutboundWriter<Frame>
+        outbound: NIOAsyncChannelOutboundWriter<Frame>,
+        authenticated: (PeerIdentity) -> Void = { _ in }
     ) async throws -> PeerIdentity {
         guard case .hello(let theirs)? = try await inbound.next() else { throw ConnectionError(description: "peer sent no HELLO") }
         do {
@@ -108,6 +122,7 @@ struct HandshakeDriver {
             try? await outbound.write(.refusal(error.description))
             throw error
         }
+        authenticated(theirs.identity)
         try await outbound.write(.proof(Handshake.prove(keyPair: myKey, cluster: handshake.config.cluster, verifierNonce: theirs.nonce, proverNonce: myNonce)))
         return theirs.identity
     }

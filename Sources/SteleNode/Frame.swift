@@ -1,6 +1,7 @@
 import NIOCore
 import SteleCore
 import SteleCrypto
+import Synchronization
 
 /// What travels on a Stele TCP connection, one length-prefixed frame at a time:
 ///
@@ -145,6 +146,17 @@ public struct Hello: Sendable, Equatable {
     }
 }
 
+/// A connection's frame limit, shared by its decoder and its connection task: an inbound
+/// connection starts at the small limit every peer gets and is raised once the peer has proven
+/// it is a replica (before our last handshake frame goes out, so no frame of the peer's can
+/// arrive in between), because VIEW-CHANGE and NEW-VIEW carry whole batches.
+public final class FrameLimit: Sendable {
+    private let value: Atomic<Int>
+    public init(_ bytes: Int) { value = Atomic(bytes) }
+    public var bytes: Int { value.load(ordering: .acquiring) }
+    public func raise(to bytes: Int) { value.store(max(bytes, self.bytes), ordering: .releasing) }
+}
+
 /// Splits a byte stream into frames. An explicit state machine: the length is checked against
 /// `frameBytesMax` before a byte of the body is buffered, so an oversize frame is refused
 /// without allocating it.
@@ -173,11 +185,18 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 
     public private(set) var state: ReadState = .waitingForHeader
-    public let frameBytesMax: Int
+    /// The limit in force, read at every frame header.
+    public let limit: FrameLimit
     public let limits: CodecLimits
 
+    public var frameBytesMax: Int { limit.bytes }
+
     public init(frameBytesMax: Int, limits: CodecLimits = .standard) {
-        self.frameBytesMax = frameBytesMax
+        self.init(limit: FrameLimit(frameBytesMax), limits: limits)
+    }
+
+    public init(limit: FrameLimit, limits: CodecLimits = .standard) {
+        self.limit = limit
         self.limits = limits
     }
 
@@ -250,8 +269,21 @@ extension Message {
         case .prePrepare(let prePrepare): return 256 + requests(prePrepare.batch)
         case .viewChange(let viewChange): return 512 + viewChange.prepared.reduce(0) { $0 + 512 + requests($1.prePrepare.batch) }
         case .newView(let newView):
-            return 512 + newView.viewChanges.reduce(0) { $0 + Message.viewChange($1).queuedByteEstimate }
-                + newView.prePrepares.reduce(0) { $0 + 256 + requests($1.batch) }
+            // Each distinct batch travels once (NewView.encode); everything else is headers.
+            var seen = Set<Digest>()
+            var bytes = 512
+            for viewChange in newView.viewChanges {
+                bytes += 512
+                for certificate in viewChange.prepared {
+                    bytes += 512
+                    if seen.insert(certificate.digest).inserted { bytes += requests(certificate.prePrepare.batch) }
+                }
+            }
+            for prePrepare in newView.prePrepares {
+                bytes += 256
+                if seen.insert(prePrepare.digest).inserted { bytes += requests(prePrepare.batch) }
+            }
+            return bytes
         case .stateResponse(let response): return 512 + response.blocks.reduce(0) { $0 + $1.queuedByteEstimate }
         default: return 256
         }

@@ -144,7 +144,8 @@ public final class ReplicaNode: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: endpoint.host, port: Int(endpoint.port)) { channel in
-                wrapFrameChannel(channel, frameBytesMax: self.settings.frameBytesMax)
+                let limit = FrameLimit(self.settings.frameBytesMax)
+                return wrapFrameChannel(channel, limit: limit).map { InboundConnection(channel: $0, frameLimit: limit) }
             }
         logger.info("listening", metadata: ["address": "\(endpoint.host):\(endpoint.port)"])
         try await withThrowingDiscardingTaskGroup { group in
@@ -366,7 +367,7 @@ public final class ReplicaNode: Sendable {
 
     // MARK: Inbound connections
 
-    private func acceptLoop(_ server: NIOAsyncChannel<FrameChannel, Never>) async throws {
+    private func acceptLoop(_ server: NIOAsyncChannel<InboundConnection, Never>) async throws {
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in
                 for try await connection in connections {
@@ -378,7 +379,8 @@ public final class ReplicaNode: Sendable {
 
     /// One inbound connection: handshake, then frames. Catches its own errors: one bad peer
     /// never takes the server down.
-    private func serveConnection(_ channel: FrameChannel) async {
+    private func serveConnection(_ connection: InboundConnection) async {
+        let channel = connection.channel
         let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
         // Cheapest check first: too many connections still in their handshake are closed
         // before any signature is made or checked for them.
@@ -395,7 +397,9 @@ public final class ReplicaNode: Sendable {
                 var iterator = inbound.makeAsyncIterator()
                 let deadline = Deadline(settings.handshakeTimeout, channel: channel.channel)
                 let driver = HandshakeDriver(handshake: Handshake(config: config), myIdentity: .replica(id), myKey: keyPair)
-                let peer = try await driver.asAcceptor(inbound: &iterator, outbound: outbound)
+                let peer = try await driver.asAcceptor(inbound: &iterator, outbound: outbound) { identity in
+                    if case .replica = identity { connection.frameLimit.raise(to: self.peerFrameBytesMax) }
+                }
                 deadline.cancel()
                 handshaking = false
                 handshakesInFlight.wrappingSubtract(1, ordering: .relaxed)
@@ -522,17 +526,32 @@ public final class ReplicaNode: Sendable {
 
     // MARK: Outbound peer links
 
+    /// The frame limit on links between replicas, once the peer proved it is one: a
+    /// VIEW-CHANGE holds at most a watermark window of prepared certificates, each with a batch
+    /// of at most `batchBytesMax`, and a NEW-VIEW carries each distinct batch once, so this
+    /// covers both (about 72.5 MiB with the defaults). Clients and unauthenticated peers keep
+    /// `NodeSettings.frameBytesMax`.
+    var peerFrameBytesMax: Int {
+        Self.peerFrameBytesMax(parameters: config.parameters, floor: settings.frameBytesMax)
+    }
+
+    static func peerFrameBytesMax(parameters: ProtocolParameters, floor: Int) -> Int {
+        let window = Int(parameters.watermarkWindow)
+        let perCertificate = parameters.batchBytesMax + 64 * 1024 + 8 * 1024
+        return max(floor, window * perCertificate + 4 * 1024 * 1024)
+    }
+
     /// Whether `frame` is within the frame limit every replica applies. One that is not would
     /// only make the peer close the connection (losing what follows it on the link), so it is
     /// dropped here, loudly. Batches (batchBytesMax) and state-transfer responses are sized to
     /// fit; a VIEW-CHANGE or NEW-VIEW embeds every prepared batch above the stable checkpoint
     /// and can still outgrow a frame under heavy load with large payloads (docs/security.md).
     func fitsOneFrame(_ frame: Frame, to peer: ReplicaID) -> Bool {
-        guard let bytes = Self.oversizeBytes(frame, frameBytesMax: settings.frameBytesMax) else { return true }
+        guard let bytes = Self.oversizeBytes(frame, frameBytesMax: peerFrameBytesMax) else { return true }
         metrics.framesOversize.increment()
         let kind = if case .message(let message) = frame { "\(message.tag)" } else { "\(frame.kind)" }
         logger.error("dropping a message too large for one frame: the peer would close the connection",
-                     metadata: ["peer": "\(peer.value)", "message": "\(kind)", "bytes": "\(bytes)", "frameBytesMax": "\(settings.frameBytesMax)"])
+                     metadata: ["peer": "\(peer.value)", "message": "\(kind)", "bytes": "\(bytes)", "frameBytesMax": "\(peerFrameBytesMax)"])
         return false
     }
 

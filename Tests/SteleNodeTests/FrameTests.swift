@@ -206,6 +206,38 @@ struct MailboxTests {
         #expect(throws: FrameDecoder.Error.self) { _ = try decoder.next(from: &buffer) }
     }
 
+    @Test("a connection's frame limit can be raised, never lowered, and the decoder applies it at the next header")
+    func raisedLimit() throws {
+        let frame = Frame.refusal(String(repeating: "x", count: 500))
+        var encoded = ByteBuffer()
+        try FrameEncoder().encode(data: frame, out: &encoded)
+        let limit = FrameLimit(100)
+        var decoder = FrameDecoder(limit: limit)
+        var tooLarge = encoded
+        #expect(throws: FrameDecoder.Error.self) { _ = try decoder.next(from: &tooLarge) }
+        limit.raise(to: 1_000)
+        limit.raise(to: 10)
+        #expect(limit.bytes == 1_000)
+        var decoder2 = FrameDecoder(limit: limit)
+        var fits = encoded
+        #expect(try decoder2.next(from: &fits) == frame)
+    }
+
+    @Test("the replica-link limit holds a VIEW-CHANGE of a full window of full batches")
+    func peerLimitCoversAViewChange() {
+        let parameters = ProtocolParameters()
+        let limit = ReplicaNode.peerFrameBytesMax(parameters: parameters, floor: 4 * 1024 * 1024)
+        #expect(limit >= Int(parameters.watermarkWindow) * parameters.batchBytesMax + 4 * 1024 * 1024)
+        #expect(limit < 128 * 1024 * 1024)
+        var small = parameters
+        small.batchBytesMax = 1_024
+        small.watermarkWindow = 4
+        small.checkpointInterval = 2
+        // 4 certificates of up to 1 KiB batches (or one request of up to 64 KiB), plus headers.
+        #expect(ReplicaNode.peerFrameBytesMax(parameters: small, floor: 4 * 1024 * 1024) == 4 * (1_024 + 72 * 1_024) + 4 * 1024 * 1024)
+        #expect(ReplicaNode.peerFrameBytesMax(parameters: small, floor: 64 * 1024 * 1024) == 64 * 1024 * 1024)
+    }
+
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
     func close() async {
         let mailbox = Mailbox<Int>(capacity: 8)
