@@ -42,6 +42,10 @@ struct ReplicaCommand: AsyncParsableCommand {
     @Option(name: .customLong("tick-ms"), help: "Milliseconds per protocol tick.")
     var tickMilliseconds: Int = 50
 
+    @Option(name: .customLong("frame-bytes-max"),
+            help: ArgumentHelp("Largest frame accepted from clients and unauthenticated peers (links between replicas allow a watermark window of full batches on top).", visibility: .hidden))
+    var frameBytesMax: Int = NodeSettings().frameBytesMax
+
     @Option(name: .customLong("metrics-port"), help: "Serve Prometheus metrics at http://127.0.0.1:PORT/metrics.")
     var metricsPort: Int?
 
@@ -52,6 +56,9 @@ struct ReplicaCommand: AsyncParsableCommand {
     var allowByzantine = false
 
     func validate() throws {
+        if frameBytesMax < 64 * 1024 {
+            throw ValidationError("--frame-bytes-max must be at least 65536 (a request of the largest payload must fit)")
+        }
         if byzantine != nil, !allowByzantine {
             throw ValidationError("--byzantine makes this replica attack its own cluster; add --allow-byzantine to confirm (fault-injection testing only)")
         }
@@ -113,6 +120,7 @@ struct ReplicaCommand: AsyncParsableCommand {
         }
         var settings = NodeSettings()
         settings.tickInterval = .milliseconds(max(1, tickMilliseconds))
+        settings.frameBytesMax = frameBytesMax
         let node: ReplicaNode
         do {
             node = try ReplicaNode(config: clusterConfig, id: replicaID, keyPair: keyPair, ledger: ledger, walPath: walPath, settings: settings, byzantine: byzantine, logger: logger)

@@ -42,6 +42,47 @@ struct EndToEndTests {
         try await expectAcknowledgedExactlyOnce(before + after, cluster: cluster, live: [1, 2, 3])
     }
 
+    /// Below the first checkpoint every prepared certificate rides in the VIEW-CHANGEs, whole:
+    /// 24 requests of 8 KiB in batches of at most 48 KiB (each PRE-PREPARE fits the 64 KiB
+    /// that clients may send) make the VIEW-CHANGEs and the NEW-VIEW several times that. Before
+    /// round 5 links between replicas had the same limit, the receiver closed the connection on
+    /// the first VIEW-CHANGE, and no view change ever completed.
+    @Test("SIGKILL of the primary after 8 KiB transactions: VIEW-CHANGE and NEW-VIEW larger than a client frame get through")
+    func primaryKilledWithLargeCertificates() async throws {
+        let cluster = try TestCluster(frameBytesMax: 64 * 1024, batchBytesMax: 48 * 1024)
+        defer { cluster.shutdown() }
+        try cluster.startAll()
+        let payload = [UInt8](repeating: 0x62, count: 8 * 1024)
+        let before = try await cluster.withClient { client in
+            try await withThrowingTaskGroup(of: SubmitResult.self) { group in
+                for index in 0..<24 { group.addTask { try await client.submit(payload + Array("before-\(index)".utf8), timeout: .seconds(60)) } }
+                var results: [SubmitResult] = []
+                for try await result in group { results.append(result) }
+                return results
+            }
+        }
+        let height = before.map(\.height).max() ?? 0
+        #expect(height < cluster.config.parameters.checkpointInterval, "no checkpoint yet, so every certificate is in the VIEW-CHANGEs")
+        let batched = try cluster.ledgerBlocks(1).map { $0.batch.reduce(0) { $0 + $1.encodedByteCount } }
+        #expect(batched.reduce(0, +) > 2 * 64 * 1024, "the certificates hold more than two client frames")
+        #expect(batched.allSatisfy { $0 <= 48 * 1024 }, "every PRE-PREPARE fits a client frame")
+        cluster.kill9(0)
+        let after = try await cluster.withClient { client -> [SubmitResult] in
+            let acks = try await submit(client, 5, prefix: "after")
+            let moved = await eventually(timeout: .seconds(30)) {
+                let status = await client.status(of: 1)
+                return (status?.view ?? 0) >= 1 && status?.inViewChange == false
+            }
+            #expect(moved, "replica 1 moved to a new view")
+            return acks
+        }
+        #expect(after.count == 5)
+        try await expectAcknowledgedExactlyOnce(before + after, cluster: cluster, live: [1, 2, 3])
+        for id in [ReplicaID(1), 2, 3] {
+            #expect(!cluster.logTail(id, lines: 400).contains("too large for one frame"), "replica \(id.value) dropped an oversize message")
+        }
+    }
+
     @Test("SIGKILL and restart of a backup: it catches up by state transfer and its ledger equals the others'")
     func backupRestarted() async throws {
         let cluster = try TestCluster()

@@ -32,8 +32,13 @@ final class TestCluster: @unchecked Sendable {
     /// Replicas started with `--byzantine MODE --allow-byzantine`.
     let byzantine: [ReplicaID: ByzantineMode]
 
-    init(replicas: Int = 4, tickMilliseconds: Int = 20, byzantine: [ReplicaID: ByzantineMode] = [:]) throws {
+    /// `stele replica --frame-bytes-max`, when set.
+    let frameBytesMax: Int?
+
+    init(replicas: Int = 4, tickMilliseconds: Int = 20, byzantine: [ReplicaID: ByzantineMode] = [:], frameBytesMax: Int? = nil,
+         batchBytesMax: Int = ProtocolParameters().batchBytesMax) throws {
         self.byzantine = byzantine
+        self.frameBytesMax = frameBytesMax
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-e2e-\(UUID().uuidString.prefix(8))").path
         let ports = try LocalPorts.free(replicas)
         // Ports are consecutive from base-port in `cluster init`; write the config with the
@@ -41,6 +46,7 @@ final class TestCluster: @unchecked Sendable {
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = 8
         parameters.watermarkWindow = 32
+        parameters.batchBytesMax = batchBytesMax
         try ClusterDirectory.initialize(root: root, replicas: replicas, f: nil, host: "127.0.0.1", basePort: 20000, parameters: parameters, force: false)
         directory = ClusterDirectory(root)
         let initial = try directory.loadConfig()
@@ -62,6 +68,7 @@ final class TestCluster: @unchecked Sendable {
         process.executableURL = URL(fileURLWithPath: builtSteleExecutable())
         process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)", "--tick-ms", "\(tickMilliseconds)", "--log-level", "info"]
         if let mode = byzantine[id] { process.arguments! += ["--byzantine", mode.rawValue, "--allow-byzantine"] }
+        if let frameBytesMax { process.arguments! += ["--frame-bytes-max", "\(frameBytesMax)"] }
         let log = URL(fileURLWithPath: "\(directory.root)/replica-\(id.value).log")
         if !FileManager.default.fileExists(atPath: log.path) { FileManager.default.createFile(atPath: log.path, contents: nil) }
         let handle = try FileHandle(forWritingTo: log)
