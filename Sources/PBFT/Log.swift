@@ -81,6 +81,8 @@ struct BufferedMessage: Sendable {
 struct ReplicaLimits: Sendable {
     /// Client requests known and not yet executed.
     let pendingRequestsMax: Int
+    /// ... and their encoded bytes: four pipelines of full batches (128 MiB by default).
+    let pendingRequestBytesMax: Int
     /// Normal-case messages for views not yet entered, per sending replica.
     let futureMessagesPerReplicaMax: Int
     /// CHECKPOINT messages kept per replica.
@@ -98,10 +100,14 @@ struct ReplicaLimits: Sendable {
 
     /// Tiny batch and pipeline settings still queue this many requests.
     static let pendingRequestsFloor = 64
+    /// ... and this many bytes of them (64 of the largest).
+    static let pendingRequestBytesFloor = 64 * (64 * 1024 + 128)
 
     init(config: ClusterConfig) {
         let parameters = config.parameters
         pendingRequestsMax = max(4 * parameters.batchSizeMax * parameters.pipelineDepthMax, ReplicaLimits.pendingRequestsFloor)
+        let (bytes, overflow) = (4 * parameters.pipelineDepthMax).multipliedReportingOverflow(by: parameters.batchBytesMax)
+        pendingRequestBytesMax = overflow ? Int.max : max(bytes, ReplicaLimits.pendingRequestBytesFloor)
         futureMessagesPerReplicaMax = 2 * Int(parameters.watermarkWindow) + 8
         checkpointsPerReplicaMax = Int(parameters.watermarkWindow / parameters.checkpointInterval) + 2
         stateServesPerTickMax = 4

@@ -135,7 +135,7 @@ public struct Replica: Sendable {
         self.signer = signer
         self.limits = ReplicaLimits(config: config)
         self.ledgerHead = recovery?.ledgerHead ?? .genesis(config)
-        self.pending = RequestQueue(capacity: limits.pendingRequestsMax)
+        self.pending = RequestQueue(capacity: limits.pendingRequestsMax, bytesCapacity: limits.pendingRequestBytesMax)
         self.timeoutTicks = config.parameters.viewChangeTimeoutTicks
         self.newViewWaitTicks = config.parameters.viewChangeTimeoutTicks
         self.nextRetransmitTick = config.parameters.retransmitTicks

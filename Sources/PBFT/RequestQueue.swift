@@ -8,6 +8,10 @@ import SteleCore
 /// `order` may hold keys that are gone; it is compacted once dead keys outnumber live ones.
 struct RequestQueue: Sendable {
     let capacity: Int
+    /// Encoded request bytes held at most: with 64 KiB payloads the count alone allowed 2 GiB.
+    let bytesCapacity: Int
+    /// Encoded bytes of the requests held.
+    private(set) var bytes = 0
     private(set) var entries: [RequestKey: Request] = [:]
     private var order: [RequestKey] = []
     /// `orderBytes[i]`: the encoded size of the request `order[i]` named when it was queued.
@@ -16,9 +20,10 @@ struct RequestQueue: Sendable {
     /// The sum of `orderBytes` from the cursor on, kept as the cursor and the order change.
     private(set) var unexaminedBytes = 0
 
-    init(capacity: Int) {
-        precondition(capacity >= 1)
+    init(capacity: Int, bytesCapacity: Int = .max) {
+        precondition(capacity >= 1 && bytesCapacity >= 1)
         self.capacity = capacity
+        self.bytesCapacity = bytesCapacity
     }
 
     var count: Int { entries.count }
@@ -31,12 +36,15 @@ struct RequestQueue: Sendable {
     var unexaminedCount: Int { order.count - cursor }
     // `unexaminedBytes` is the same kind of upper bound, in encoded request bytes.
 
-    /// Adds a request; false if it is already known or the queue is full.
+    /// Adds a request; false if it is already known or the queue is full (by count or bytes;
+    /// an empty queue takes any one request).
     @discardableResult
     mutating func insert(_ request: Request) -> Bool {
         let key = RequestKey(request)
-        guard entries[key] == nil, entries.count < capacity else { return false }
+        let size = request.encodedByteCount
+        guard entries[key] == nil, entries.count < capacity, entries.isEmpty || bytes + size <= bytesCapacity else { return false }
         entries[key] = request
+        bytes += size
         order.append(key)
         orderBytes.append(request.encodedByteCount)
         unexaminedBytes += request.encodedByteCount
@@ -44,7 +52,8 @@ struct RequestQueue: Sendable {
     }
 
     mutating func remove(_ key: RequestKey) {
-        guard entries.removeValue(forKey: key) != nil else { return }
+        guard let removed = entries.removeValue(forKey: key) else { return }
+        bytes -= removed.encodedByteCount
         compactIfSparse()
     }
 

@@ -240,3 +240,42 @@ import SteleCrypto
         #expect(proposed.allSatisfy { $0.batch.isEmpty && $0.sequence <= 2 })
     }
 }
+
+/// The pending-request queue is bounded by bytes as well as by count.
+@Suite struct RequestQueueBytesTests {
+    @Test func theQueueRefusesRequestsBeyondItsByteCapacityAndFreesBytesOnRemoval() {
+        let client = ClientSigner(cluster: Cluster.clusterID, keyPair: KeyPair(seed: [UInt8](repeating: 201, count: 32))!)
+        func request(_ timestamp: UInt64, bytes: Int) -> Request {
+            client.request(timestamp: timestamp, payload: [UInt8](repeating: 7, count: bytes))
+        }
+        let size = request(1, bytes: 1_000).encodedByteCount
+        var queue = RequestQueue(capacity: 100, bytesCapacity: 3 * size)
+        for timestamp in UInt64(1)...3 {
+            let inserted = queue.insert(request(timestamp, bytes: 1_000))
+            #expect(inserted)
+        }
+        #expect(queue.bytes == 3 * size)
+        let fourth = queue.insert(request(4, bytes: 1_000))
+        #expect(!fourth, "a fourth would exceed the byte capacity")
+        let small = queue.insert(request(5, bytes: 10))
+        #expect(!small, "even a small one: the queue is at its byte capacity")
+        queue.remove(RequestKey(request(1, bytes: 1_000)))
+        #expect(queue.bytes == 2 * size)
+        let again = queue.insert(request(4, bytes: 1_000))
+        #expect(again)
+        // An empty queue takes one request however large, so no request is refused forever.
+        var empty = RequestQueue(capacity: 100, bytesCapacity: 10)
+        let large = empty.insert(request(9, bytes: 1_000))
+        #expect(large)
+        let next = empty.insert(request(10, bytes: 1))
+        #expect(!next)
+    }
+
+    @Test func theDefaultsBoundPendingBytesAt128MiB() throws {
+        var parameters = ProtocolParameters()
+        parameters.pipelineDepthMax = 32
+        parameters.batchBytesMax = 1024 * 1024
+        let config = try ClusterConfig(cluster: Cluster.clusterID, f: 1, replicas: Cluster().config.replicas, parameters: parameters)
+        #expect(ReplicaLimits(config: config).pendingRequestBytesMax == 128 * 1024 * 1024)
+    }
+}
