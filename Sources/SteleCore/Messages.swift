@@ -195,7 +195,7 @@ public struct Vote: Hashable, Sendable {
         Vote(kind: kind, view: view, sequence: sequence, digest: digest, replica: replica, signature: signature)
     }
 
-    static let encodedByteCount = 8 + 8 + Digest.byteCount + 2 + Signature.byteCount
+    public static let encodedByteCount = 8 + 8 + Digest.byteCount + 2 + Signature.byteCount
 
     public func encode(into writer: inout ByteWriter) {
         writer.write(view)

@@ -12,10 +12,27 @@ enum PersistCodec {
         case prepared = 5
         case viewChange = 6
         case stableCheckpoint = 7
+        /// A prepared certificate whose PRE-PREPARE's batch is in an earlier record of the log:
+        /// the PRE-PREPARE without its batch (view, sequence, primary, digest, signature), then
+        /// the PREPAREs. Each batch is written once instead of twice.
+        case preparedSharingBatch = 8
     }
 
-    static func encode(_ record: PersistRecord) -> [UInt8] {
+    /// `loggedBatches`: digests of the non-empty batches of the PRE-PREPARE records already
+    /// written to the log before this one.
+    static func encode(_ record: PersistRecord, loggedBatches: Set<Digest> = []) -> [UInt8] {
         var writer = ByteWriter(capacity: 256)
+        if case .prepared(let certificate) = record, !certificate.prePrepare.batch.isEmpty, loggedBatches.contains(certificate.digest) {
+            let prePrepare = certificate.prePrepare
+            writer.write(Tag.preparedSharingBatch.rawValue)
+            writer.write(prePrepare.view)
+            writer.write(prePrepare.sequence)
+            writer.write(prePrepare.primary)
+            writer.write(prePrepare.digest)
+            writer.write(prePrepare.signature)
+            writer.writeArray(certificate.prepares) { $1.encode(into: &$0) }
+            return writer.bytes
+        }
         switch record {
         case .view(let view, let inViewChange):
             writer.write(Tag.view.rawValue)
@@ -40,12 +57,28 @@ enum PersistCodec {
         return writer.bytes
     }
 
-    static func decode(_ bytes: [UInt8]) throws(DecodingError) -> PersistRecord {
+    /// `loggedBatches`: the batches of the PRE-PREPARE records before this one, by digest.
+    static func decode(_ bytes: [UInt8], loggedBatches: [Digest: [Request]] = [:]) throws(DecodingError) -> PersistRecord {
         var reader = ByteReader(bytes)
         let tagByte = try reader.readUInt8("wal.tag")
         guard let tag = Tag(rawValue: tagByte) else { throw DecodingError(.unknownTag(tagByte), field: "wal.tag", offset: 0) }
         let record: PersistRecord
         switch tag {
+        case .preparedSharingBatch:
+            let view = try reader.readView("wal.prepared.view")
+            let sequence = try reader.readSequence("wal.prepared.sequence")
+            let primary = try reader.readReplica("wal.prepared.primary")
+            let digestOffset = reader.offset
+            let digest = try reader.readDigest("wal.prepared.digest")
+            let signature = try reader.readSignature("wal.prepared.signature")
+            let prepares = try reader.readArray("wal.prepared.prepares", limit: reader.limits.signaturesMax, elementSizeMin: Vote.encodedByteCount) {
+                (r: inout ByteReader) throws(DecodingError) in try Vote.decode(kind: .prepare, from: &r)
+            }
+            guard let batch = loggedBatches[digest] else {
+                throw DecodingError(.invalidValue(reason: "names a batch no earlier PRE-PREPARE record holds"), field: "wal.prepared.digest", offset: digestOffset)
+            }
+            let prePrepare = PrePrepare(view: view, sequence: sequence, primary: primary, batch: batch, signature: signature)
+            record = .prepared(PreparedCertificate(prePrepare: prePrepare, prepares: prepares))
         case .view: record = .view(try reader.readView("wal.view"), inViewChange: try reader.readBool("wal.inViewChange"))
         case .prePrepare: record = .prePrepare(try PrePrepare.decode(from: &reader))
         case .prepareVote: record = .vote(try Vote.decode(kind: .prepare, from: &reader))

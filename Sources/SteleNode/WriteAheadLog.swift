@@ -44,6 +44,9 @@ public final class WriteAheadLog {
     public private(set) var records: [PersistRecord]
     /// Bytes of the torn tail dropped when the log was opened (0 if none).
     public private(set) var tornBytesDropped: Int = 0
+    /// Digests of the non-empty batches of the PRE-PREPARE records in the file (or pending):
+    /// a prepared certificate of one of them is written without its batch.
+    private var loggedBatches: Set<Digest> = []
 
     public init(path: String) throws(WALError) {
         self.path = path
@@ -92,6 +95,7 @@ public final class WriteAheadLog {
             throw WALError(code: .badHeader, path: path, offset: 0)
         }
         var offset = WriteAheadLog.magic.count
+        var batchesByDigest: [Digest: [Request]] = [:]
         while offset < bytes.count {
             let recordStart = offset
             guard bytes.count - offset >= 4 else { return try truncateTorn(at: recordStart, size: size) }
@@ -108,7 +112,12 @@ public final class WriteAheadLog {
                 throw WALError(code: .corruptRecord(reason: "checksum mismatch"), path: path, offset: recordStart)
             }
             do {
-                records.append(try PersistCodec.decode(body))
+                let record = try PersistCodec.decode(body, loggedBatches: batchesByDigest)
+                if case .prePrepare(let prePrepare) = record, !prePrepare.batch.isEmpty {
+                    batchesByDigest[prePrepare.digest] = prePrepare.batch
+                    loggedBatches.insert(prePrepare.digest)
+                }
+                records.append(record)
             } catch {
                 throw WALError(code: .corruptRecord(reason: "\(error)"), path: path, offset: recordStart)
             }
@@ -130,8 +139,10 @@ public final class WriteAheadLog {
         }
     }
 
-    static func frame(_ record: PersistRecord) -> [UInt8] {
-        let body = PersistCodec.encode(record)
+    /// Frames `record` and, for a PRE-PREPARE, notes its batch in `loggedBatches`.
+    static func frame(_ record: PersistRecord, loggedBatches: inout Set<Digest>) -> [UInt8] {
+        let body = PersistCodec.encode(record, loggedBatches: loggedBatches)
+        if case .prePrepare(let prePrepare) = record, !prePrepare.batch.isEmpty { loggedBatches.insert(prePrepare.digest) }
         var writer = ByteWriter(capacity: body.count + 12)
         writer.write(UInt32(body.count))
         writer.writeFixed(body)
@@ -142,7 +153,7 @@ public final class WriteAheadLog {
     /// Buffers records; they are durable only after `sync()`.
     public func append(_ newRecords: [PersistRecord]) {
         for record in newRecords {
-            pending += WriteAheadLog.frame(record)
+            pending += WriteAheadLog.frame(record, loggedBatches: &loggedBatches)
             records.append(record)
         }
     }
@@ -179,7 +190,8 @@ public final class WriteAheadLog {
         let tfd = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard tfd >= 0 else { throw WALError(code: .io(errno: errno), path: temporary, offset: 0) }
         var bytes = WriteAheadLog.magic
-        for record in kept { bytes += WriteAheadLog.frame(record) }
+        var keptBatches: Set<Digest> = []
+        for record in kept { bytes += WriteAheadLog.frame(record, loggedBatches: &keptBatches) }
         let oldFD = fd
         fd = tfd
         do throws(WALError) {
@@ -197,6 +209,7 @@ public final class WriteAheadLog {
         }
         close(oldFD)
         records = kept
+        loggedBatches = keptBatches
         syncDirectory()
     }
 

@@ -44,6 +44,55 @@ struct WriteAheadLogTests {
         #expect(reopened.tornBytesDropped == 0)
     }
 
+    /// A batch of three 2 KiB requests, its PRE-PREPARE and its prepared certificate.
+    static func certifiedBatch(sequence: SequenceNumber = 6) -> (PrePrepare, PreparedCertificate) {
+        let client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 9, count: 32))!)
+        let batch = (1...3).map { client.request(timestamp: UInt64($0) + sequence.value * 10, payload: [UInt8](repeating: 0x63, count: 2_048)) }
+        let prePrepare = PrePrepare(view: 0, sequence: sequence, primary: 0, batch: batch).signed(by: primarySigner)
+        let prepare = Vote(kind: .prepare, view: 0, sequence: sequence, digest: prePrepare.digest, replica: 1).signed(by: signer)
+        return (prePrepare, PreparedCertificate(prePrepare: prePrepare, prepares: [prepare]))
+    }
+
+    @Test("a prepared certificate is logged without the batch its PRE-PREPARE record holds, and reopens whole")
+    func preparedSharesItsBatch() throws {
+        let path = scratch("replica.wal")
+        let (prePrepare, certificate) = Self.certifiedBatch()
+        let (later, laterCertificate) = Self.certifiedBatch(sequence: 7)
+        let logged: [PersistRecord] = [.prePrepare(prePrepare), .prepared(certificate), .prePrepare(later), .prepared(laterCertificate)]
+        do {
+            let wal = try WriteAheadLog(path: path)
+            wal.append(logged)
+            try wal.sync()
+        }
+        let batchBytes = prePrepare.batch.reduce(0) { $0 + $1.encodedByteCount }
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
+        #expect(size > 2 * batchBytes, "both batches are in the log")
+        #expect(size < 2 * batchBytes + 2_000, "once each")
+        let reopened = try WriteAheadLog(path: path)
+        #expect(reopened.records == logged)
+        // Compaction keeps what is above the checkpoint, still sharing, still whole on reopen.
+        try reopened.compact(above: 6)
+        #expect(reopened.records == Array(logged.suffix(2)))
+        let compacted = try WriteAheadLog(path: path)
+        #expect(compacted.records == Array(logged.suffix(2)))
+        let compactedSize = try FileManager.default.attributesOfItem(atPath: path)[.size] as? Int ?? 0
+        #expect(compactedSize < batchBytes + 1_000)
+    }
+
+    @Test("a shared-batch certificate whose batch is not in the log is a corrupt record")
+    func preparedWithoutItsBatch() throws {
+        let path = scratch("replica.wal")
+        let (prePrepare, certificate) = Self.certifiedBatch()
+        // Only the certificate, encoded as if the PRE-PREPARE record came before it.
+        var shared: Set<Digest> = [prePrepare.digest]
+        let frame = WriteAheadLog.frame(.prepared(certificate), loggedBatches: &shared)
+        try Data(WriteAheadLog.magic + frame).write(to: URL(fileURLWithPath: path))
+        #expect { _ = try WriteAheadLog(path: path) } throws: { error in
+            guard let error = error as? WALError, case .corruptRecord(let reason) = error.code else { return false }
+            return reason.contains("no earlier PRE-PREPARE") && error.offset == WriteAheadLog.magic.count
+        }
+    }
+
     @Test("a torn last record is truncated at every cut point; earlier records survive")
     func tornTail() throws {
         let path = scratch("replica.wal")
@@ -53,7 +102,8 @@ struct WriteAheadLogTests {
             try wal.sync()
         }
         let complete = try Data(contentsOf: URL(fileURLWithPath: path))
-        let lastFrame = WriteAheadLog.frame(records()[2])
+        var noBatches: Set<Digest> = []
+        let lastFrame = WriteAheadLog.frame(records()[2], loggedBatches: &noBatches)
         for cut in 1..<lastFrame.count {
             let torn = complete.prefix(complete.count - cut)
             try torn.write(to: URL(fileURLWithPath: path))
