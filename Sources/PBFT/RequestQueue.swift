@@ -17,7 +17,8 @@ struct RequestQueue: Sendable {
     /// `orderBytes[i]`: the encoded size of the request `order[i]` named when it was queued.
     private var orderBytes: [Int] = []
     private var cursor = 0
-    /// The sum of `orderBytes` from the cursor on, kept as the cursor and the order change.
+    /// The encoded bytes of the requests after the cursor (`orderBytes` from the cursor on),
+    /// the same kind of upper bound as `unexaminedCount`.
     private(set) var unexaminedBytes = 0
 
     init(capacity: Int, bytesCapacity: Int = .max) {
@@ -34,7 +35,6 @@ struct RequestQueue: Sendable {
     /// Requests the primary has not looked at in this view (an upper bound: lazily removed
     /// ones still count until compaction). What the next batch can hold at most.
     var unexaminedCount: Int { order.count - cursor }
-    // `unexaminedBytes` is the same kind of upper bound, in encoded request bytes.
 
     /// Adds a request; false if it is already known or the queue is full (by count or bytes;
     /// an empty queue takes any one request).
@@ -46,8 +46,8 @@ struct RequestQueue: Sendable {
         entries[key] = request
         bytes += size
         order.append(key)
-        orderBytes.append(request.encodedByteCount)
-        unexaminedBytes += request.encodedByteCount
+        orderBytes.append(size)
+        unexaminedBytes += size
         return true
     }
 

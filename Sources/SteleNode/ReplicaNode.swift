@@ -62,6 +62,8 @@ public final class ReplicaNode: Sendable {
     let status: Mutex<ReplicaStatus>
     let core: Mutex<CoreState>
     let metrics = NodeMetrics()
+    /// The frame limit of links between replicas (`peerFrameBytesMax(parameters:floor:)`).
+    let peerFrameBytesMax: Int
     /// Where the core loop's fsyncs run: a serial queue, off Swift's cooperative pool.
     let durabilityQueue = DispatchQueue(label: "stele.replica.durability", qos: .userInitiated)
 
@@ -101,6 +103,7 @@ public final class ReplicaNode: Sendable {
         self.id = id
         self.keyPair = keyPair
         self.settings = settings
+        self.peerFrameBytesMax = Self.peerFrameBytesMax(parameters: config.parameters, floor: settings.frameBytesMax)
         self.logger = logger
         self.verifier = SignatureVerifier(config: config, memo: VerifiedSignatures())
         self.inbox = Mailbox(capacity: settings.inboxEventsMax)
@@ -531,21 +534,16 @@ public final class ReplicaNode: Sendable {
     /// of at most `batchBytesMax`, and a NEW-VIEW carries each distinct batch once, so this
     /// covers both (about 72.5 MiB with the defaults). Clients and unauthenticated peers keep
     /// `NodeSettings.frameBytesMax`.
-    var peerFrameBytesMax: Int {
-        Self.peerFrameBytesMax(parameters: config.parameters, floor: settings.frameBytesMax)
-    }
-
     static func peerFrameBytesMax(parameters: ProtocolParameters, floor: Int) -> Int {
         let window = Int(parameters.watermarkWindow)
         let perCertificate = parameters.batchBytesMax + 64 * 1024 + 8 * 1024
         return max(floor, window * perCertificate + 4 * 1024 * 1024)
     }
 
-    /// Whether `frame` is within the frame limit every replica applies. One that is not would
-    /// only make the peer close the connection (losing what follows it on the link), so it is
-    /// dropped here, loudly. Batches (batchBytesMax) and state-transfer responses are sized to
-    /// fit; a VIEW-CHANGE or NEW-VIEW embeds every prepared batch above the stable checkpoint
-    /// and can still outgrow a frame under heavy load with large payloads (docs/security.md).
+    /// Whether `frame` is within the replica-link frame limit. One that is not would only make
+    /// the peer close the connection (losing what follows it on the link), so it is dropped
+    /// here, loudly. Batches (batchBytesMax), state-transfer responses and view-change messages
+    /// are sized to fit; this is the last guard.
     func fitsOneFrame(_ frame: Frame, to peer: ReplicaID) -> Bool {
         guard let bytes = Self.oversizeBytes(frame, frameBytesMax: peerFrameBytesMax) else { return true }
         metrics.framesOversize.increment()
@@ -587,7 +585,9 @@ public final class ReplicaNode: Sendable {
                     while !Task.isCancelled {
                         let frames = await mailbox.takeAll()
                         if frames.isEmpty { return }
-                        try await outbound.write(contentsOf: frames.filter { fitsOneFrame($0, to: peer) })
+                        // The size estimate is cheap; only a frame it puts over the limit is looked at.
+                        let oversize = frames.contains { $0.queuedByteEstimate > peerFrameBytesMax }
+                        try await outbound.write(contentsOf: oversize ? frames.filter { fitsOneFrame($0, to: peer) } : frames)
                     }
                 }
             } catch {
