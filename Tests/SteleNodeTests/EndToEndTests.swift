@@ -63,6 +63,8 @@ struct EndToEndTests {
         }
         let height = before.map(\.height).max() ?? 0
         #expect(height < cluster.config.parameters.checkpointInterval, "no checkpoint yet, so every certificate is in the VIEW-CHANGEs")
+        // f+1 replies acknowledge a request; replica 1 may append the last block a moment later.
+        #expect(await eventually(timeout: .seconds(30)) { cluster.height(1) >= height }, "replica 1 reaches height \(height)")
         let batched = try cluster.ledgerBlocks(1).map { $0.batch.reduce(0) { $0 + $1.encodedByteCount } }
         #expect(batched.reduce(0, +) > 2 * 64 * 1024, "the certificates hold more than two client frames")
         #expect(batched.allSatisfy { $0 <= 48 * 1024 }, "every PRE-PREPARE fits a client frame")
