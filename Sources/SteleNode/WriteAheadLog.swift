@@ -41,6 +41,9 @@ public final class WriteAheadLog {
     public let path: String
     private var fd: Int32
     private var pending: [UInt8] = []
+    /// Where the next record goes: the file's size, kept here rather than asked of the kernel
+    /// at every sync.
+    private var end = 0
     public private(set) var records: [PersistRecord]
     /// Bytes of the torn tail dropped when the log was opened (0 if none).
     public private(set) var tornBytesDropped: Int = 0
@@ -85,9 +88,11 @@ public final class WriteAheadLog {
         let size = try fileSize()
         if size == 0 {
             try writeFully(WriteAheadLog.magic, at: 0)
+            end = WriteAheadLog.magic.count
             try sync()
             return
         }
+        end = size
         // The log holds only records above the last stable checkpoint (it is compacted), so it
         // stays small enough to read whole.
         let bytes = try readAll(size: size)
@@ -127,6 +132,7 @@ public final class WriteAheadLog {
     private func truncateTorn(at offset: Int, size: Int) throws(WALError) {
         tornBytesDropped = size - offset
         guard ftruncate(fd, off_t(offset)) == 0 else { throw WALError(code: .io(errno: errno), path: path, offset: offset) }
+        end = offset
         try sync()
     }
 
@@ -161,8 +167,8 @@ public final class WriteAheadLog {
     /// Writes buffered records and fsyncs: one fsync for the whole group.
     public func sync() throws(WALError) {
         if !pending.isEmpty {
-            let end = try fileSize()
             try writeFully(pending, at: end)
+            end += pending.count
             pending.removeAll(keepingCapacity: true)
         }
         guard fsync(fd) == 0 else { throw WALError(code: .io(errno: errno), path: path, offset: 0) }
@@ -208,6 +214,7 @@ public final class WriteAheadLog {
             throw WALError(code: .io(errno: errno), path: path, offset: 0)
         }
         close(oldFD)
+        end = bytes.count
         records = kept
         loggedBatches = keptBatches
         syncDirectory()
