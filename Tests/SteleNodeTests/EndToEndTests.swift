@@ -28,16 +28,7 @@ struct EndToEndTests {
         defer { cluster.shutdown() }
         try cluster.startAll()
         let before = try await cluster.withClient { try await submit($0, 10, prefix: "before") }
-        cluster.kill9(0)
-        let after = try await cluster.withClient { client -> [SubmitResult] in
-            let acks = try await submit(client, 10, prefix: "after")
-            let moved = await eventually(timeout: .seconds(30)) {
-                let status = await client.status(of: 1)
-                return (status?.view ?? 0) >= 1 && status?.inViewChange == false
-            }
-            #expect(moved, "replica 1 moved to a new view")
-            return acks
-        }
+        let after = try await killPrimaryThenSubmit(cluster, 10)
         #expect(after.count == 10)
         try await expectAcknowledgedExactlyOnce(before + after, cluster: cluster, live: [1, 2, 3])
     }
@@ -68,16 +59,7 @@ struct EndToEndTests {
         let batched = try cluster.ledgerBlocks(1).map { $0.batch.reduce(0) { $0 + $1.encodedByteCount } }
         #expect(batched.reduce(0, +) > 2 * 64 * 1024, "the certificates hold more than two client frames")
         #expect(batched.allSatisfy { $0 <= 48 * 1024 }, "every PRE-PREPARE fits a client frame")
-        cluster.kill9(0)
-        let after = try await cluster.withClient { client -> [SubmitResult] in
-            let acks = try await submit(client, 5, prefix: "after")
-            let moved = await eventually(timeout: .seconds(30)) {
-                let status = await client.status(of: 1)
-                return (status?.view ?? 0) >= 1 && status?.inViewChange == false
-            }
-            #expect(moved, "replica 1 moved to a new view")
-            return acks
-        }
+        let after = try await killPrimaryThenSubmit(cluster, 5)
         #expect(after.count == 5)
         try await expectAcknowledgedExactlyOnce(before + after, cluster: cluster, live: [1, 2, 3])
         for id in [ReplicaID(1), 2, 3] {
@@ -173,5 +155,20 @@ struct EndToEndTests {
             }
             #expect(refused, "the replica refused the wrong key")
         }
+    }
+}
+
+/// SIGKILLs replica 0 (the first primary), submits `count` transactions and expects replica 1
+/// to have moved to a new view.
+private func killPrimaryThenSubmit(_ cluster: TestCluster, _ count: Int) async throws -> [SubmitResult] {
+    cluster.kill9(0)
+    return try await cluster.withClient { client -> [SubmitResult] in
+        let acks = try await submit(client, count, prefix: "after")
+        let moved = await eventually(timeout: .seconds(30)) {
+            let status = await client.status(of: 1)
+            return (status?.view ?? 0) >= 1 && status?.inViewChange == false
+        }
+        #expect(moved, "replica 1 moved to a new view")
+        return acks
     }
 }
