@@ -373,12 +373,22 @@ public struct PreparedCertificate: Hashable, Sendable {
     static let encodedByteCountMin = PrePrepare.encodedByteCountMin + 4
 
     public func encode(into writer: inout ByteWriter) {
-        prePrepare.encode(into: &writer)
+        encode(into: &writer) { $1.encode(into: &$0) }
+    }
+
+    /// The layout with the PRE-PREPARE written by `writePrePrepare` (a NEW-VIEW writes it with
+    /// a batch index instead of the batch).
+    func encode(into writer: inout ByteWriter, writePrePrepare: (inout ByteWriter, PrePrepare) -> Void) {
+        writePrePrepare(&writer, prePrepare)
         writer.writeArray(prepares) { $1.encode(into: &$0) }
     }
 
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> PreparedCertificate {
-        let prePrepare = try PrePrepare.decode(from: &reader)
+        try decode(from: &reader) { (r: inout ByteReader) throws(DecodingError) in try PrePrepare.decode(from: &r) }
+    }
+
+    static func decode(from reader: inout ByteReader, readPrePrepare: (inout ByteReader) throws(DecodingError) -> PrePrepare) throws(DecodingError) -> PreparedCertificate {
+        let prePrepare = try readPrePrepare(&reader)
         let prepares = try reader.readArray("preparedCertificate.prepares", limit: reader.limits.signaturesMax, elementSizeMin: Vote.encodedByteCount) {
             (r: inout ByteReader) throws(DecodingError) in try Vote.decode(kind: .prepare, from: &r)
         }
@@ -407,10 +417,15 @@ public struct ViewChange: Hashable, Sendable {
     }
 
     func encodeBody(into writer: inout ByteWriter) {
+        encodeBody(into: &writer) { $1.encode(into: &$0) }
+    }
+
+    /// The body with each certificate's PRE-PREPARE written by `writePrePrepare`.
+    func encodeBody(into writer: inout ByteWriter, writePrePrepare: (inout ByteWriter, PrePrepare) -> Void) {
         writer.write(newView)
         writer.write(stableSequence)
         writer.writeArray(checkpointProof) { $1.encode(into: &$0) }
-        writer.writeArray(prepared) { $1.encode(into: &$0) }
+        writer.writeArray(prepared) { $1.encode(into: &$0, writePrePrepare: writePrePrepare) }
         writer.write(replica)
     }
 
@@ -441,13 +456,18 @@ public struct ViewChange: Hashable, Sendable {
     }
 
     public static func decode(from reader: inout ByteReader) throws(DecodingError) -> ViewChange {
+        try decode(from: &reader) { (r: inout ByteReader) throws(DecodingError) in try PrePrepare.decode(from: &r) }
+    }
+
+    /// Reads each certificate's PRE-PREPARE with `readPrePrepare`.
+    static func decode(from reader: inout ByteReader, readPrePrepare: (inout ByteReader) throws(DecodingError) -> PrePrepare) throws(DecodingError) -> ViewChange {
         let newView = try reader.readView("viewChange.newView")
         let stableSequence = try reader.readSequence("viewChange.stableSequence")
         let proof = try reader.readArray("viewChange.checkpointProof", limit: reader.limits.signaturesMax, elementSizeMin: Checkpoint.encodedByteCount) {
             (r: inout ByteReader) throws(DecodingError) in try Checkpoint.decode(from: &r)
         }
         let prepared = try reader.readArray("viewChange.prepared", limit: reader.limits.preparedCertificatesMax, elementSizeMin: PreparedCertificate.encodedByteCountMin) {
-            (r: inout ByteReader) throws(DecodingError) in try PreparedCertificate.decode(from: &r)
+            (r: inout ByteReader) throws(DecodingError) in try PreparedCertificate.decode(from: &r, readPrePrepare: readPrePrepare)
         }
         let replica = try reader.readReplica("viewChange.replica")
         let signature = try reader.readSignature("viewChange.signature")
@@ -524,27 +544,20 @@ public struct NewView: Hashable, Sendable {
             table.append(prePrepare.batch)
             return index
         }
-        var viewChangeIndices: [[UInt32]] = []
-        for viewChange in viewChanges { viewChangeIndices.append(viewChange.prepared.map { index(of: $0.prePrepare) }) }
-        let prePrepareIndices = prePrepares.map { index(of: $0) }
+        // The table goes first, so every batch gets its index before anything is written.
+        for viewChange in viewChanges { for certificate in viewChange.prepared { _ = index(of: certificate.prePrepare) } }
+        for prePrepare in prePrepares { _ = index(of: prePrepare) }
+        let writeHeader = { (writer: inout ByteWriter, prePrepare: PrePrepare) in
+            prePrepare.encodeHeader(batchIndex: indexOf[prePrepare.digest]!, into: &writer)
+        }
 
         writer.write(view)
         writer.writeArray(table) { writer, batch in writer.writeArray(batch) { $1.encode(into: &$0) } }
-        writer.write(UInt32(viewChanges.count))
-        for (viewChange, indices) in zip(viewChanges, viewChangeIndices) {
-            writer.write(viewChange.newView)
-            writer.write(viewChange.stableSequence)
-            writer.writeArray(viewChange.checkpointProof) { $1.encode(into: &$0) }
-            writer.write(UInt32(viewChange.prepared.count))
-            for (certificate, index) in zip(viewChange.prepared, indices) {
-                certificate.prePrepare.encodeHeader(batchIndex: index, into: &writer)
-                writer.writeArray(certificate.prepares) { $1.encode(into: &$0) }
-            }
-            writer.write(viewChange.replica)
+        writer.writeArray(viewChanges) { writer, viewChange in
+            viewChange.encodeBody(into: &writer, writePrePrepare: writeHeader)
             writer.write(viewChange.signature)
         }
-        writer.write(UInt32(prePrepares.count))
-        for (prePrepare, index) in zip(prePrepares, prePrepareIndices) { prePrepare.encodeHeader(batchIndex: index, into: &writer) }
+        writer.writeArray(prePrepares) { writeHeader(&$0, $1) }
         writer.write(primary)
         writer.write(signature)
     }
@@ -585,23 +598,7 @@ public struct NewView: Hashable, Sendable {
             return PrePrepare(view: view, sequence: sequence, primary: primary, batch: entry.batch, digest: entry.digest, signature: signature)
         }
         let viewChanges = try reader.readArray("newView.viewChanges", limit: reader.limits.viewChangesMax, elementSizeMin: ViewChange.encodedByteCountMin) {
-            (r: inout ByteReader) throws(DecodingError) -> ViewChange in
-            let newView = try r.readView("viewChange.newView")
-            let stableSequence = try r.readSequence("viewChange.stableSequence")
-            let proof = try r.readArray("viewChange.checkpointProof", limit: r.limits.signaturesMax, elementSizeMin: Checkpoint.encodedByteCount) {
-                (r: inout ByteReader) throws(DecodingError) in try Checkpoint.decode(from: &r)
-            }
-            let prepared = try r.readArray("viewChange.prepared", limit: r.limits.preparedCertificatesMax, elementSizeMin: PreparedCertificate.encodedByteCountMin) {
-                (r: inout ByteReader) throws(DecodingError) -> PreparedCertificate in
-                let certified = try prePrepare(&r)
-                let prepares = try r.readArray("preparedCertificate.prepares", limit: r.limits.signaturesMax, elementSizeMin: Vote.encodedByteCount) {
-                    (r: inout ByteReader) throws(DecodingError) in try Vote.decode(kind: .prepare, from: &r)
-                }
-                return PreparedCertificate(prePrepare: certified, prepares: prepares)
-            }
-            let replica = try r.readReplica("viewChange.replica")
-            let signature = try r.readSignature("viewChange.signature")
-            return ViewChange(newView: newView, stableSequence: stableSequence, checkpointProof: proof, prepared: prepared, replica: replica, signature: signature)
+            (r: inout ByteReader) throws(DecodingError) in try ViewChange.decode(from: &r, readPrePrepare: prePrepare)
         }
         let prePrepares = try reader.readArray("newView.prePrepares", limit: reader.limits.newViewPrePreparesMax, elementSizeMin: PrePrepare.encodedByteCountMin) {
             (r: inout ByteReader) throws(DecodingError) in try prePrepare(&r)
