@@ -46,8 +46,12 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     public var checkpointInterval: UInt64 = 16
     /// L: sequences accepted are h < s <= h + L. Must be a multiple of K, at least 2K.
     public var watermarkWindow: UInt64 = 64
-    /// Most requests in one batch.
-    public var batchSizeMax: Int = 256
+    /// Most requests in one batch. Per-batch costs (three signed protocol messages per
+    /// replica, their verification, the fsyncs, one reply signature per client) are amortised
+    /// over it: at 256 the benchmark's batches filled up and reached 58-60 % of the Ed25519
+    /// ceiling, at 1024 they grow to ~450 and reach 66-69 % (docs/performance.md, round 6).
+    /// What a batch may weigh is bounded separately, by `batchBytesMax`.
+    public var batchSizeMax: Int = 1024
     /// Most encoded request bytes in one batch (a single larger request goes alone). A
     /// PRE-PREPARE must fit one frame (NodeSettings.frameBytesMax, 4 MiB): 256 requests of up
     /// to 64 KiB would not, and such a batch was refused by every backup, view after view.

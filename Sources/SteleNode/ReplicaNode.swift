@@ -105,7 +105,7 @@ public final class ReplicaNode: Sendable {
         self.settings = settings
         self.peerFrameBytesMax = Self.peerFrameBytesMax(parameters: config.parameters, floor: settings.frameBytesMax)
         self.logger = logger
-        self.verifier = SignatureVerifier(config: config, memo: VerifiedSignatures())
+        self.verifier = SignatureVerifier(config: config, memo: VerifiedSignatures(capacity: Self.memoCapacity(config.parameters)))
         self.inbox = Mailbox(capacity: settings.inboxEventsMax)
         var links: [ReplicaID: Mailbox<Frame>] = [:]
         for peer in config.replicaIDs where peer != id { links[peer] = Mailbox(capacity: settings.peerQueueFramesMax, byteBudget: settings.peerQueueBytesMax, weigh: { $0.queuedByteEstimate }) }
@@ -534,6 +534,14 @@ public final class ReplicaNode: Sendable {
     /// of at most `batchBytesMax`, and a NEW-VIEW carries each distinct batch once, so this
     /// covers both (about 72.5 MiB with the defaults). Clients and unauthenticated peers keep
     /// `NodeSettings.frameBytesMax`.
+    /// Entries of the verified-signature memo: at least a full window of full batches, so the
+    /// requests of every certificate a VIEW-CHANGE or NEW-VIEW can carry were seen recently
+    /// enough to be remembered (bounded: ~80 bytes an entry).
+    static func memoCapacity(_ parameters: ProtocolParameters) -> Int {
+        let window = Int(clamping: parameters.watermarkWindow).multipliedReportingOverflow(by: parameters.batchSizeMax)
+        return min(max(32_768, window.overflow ? Int.max : window.partialValue), 262_144)
+    }
+
     static func peerFrameBytesMax(parameters: ProtocolParameters, floor: Int) -> Int {
         let window = Int(parameters.watermarkWindow)
         let perCertificate = parameters.batchBytesMax + 64 * 1024 + 8 * 1024

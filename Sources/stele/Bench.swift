@@ -105,7 +105,7 @@ struct Bench: AsyncParsableCommand {
     var clients: Int = 16
 
     @Option(help: "Requests each client keeps in flight.")
-    var outstanding: Int = 32
+    var outstanding: Int = 64
 
     @Option(help: "Payload bytes per transaction.")
     var payload: Int = 100
@@ -281,6 +281,8 @@ struct Bench: AsyncParsableCommand {
                                     }
                                     while ContinuousClock.now < stopAt {
                                         if let perRequestInterval {
+                                            // A send due after the run would only stretch it (and its CPU figures).
+                                            if nextSend >= stopAt { break }
                                             if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
                                             nextSend += perRequestInterval
                                         }

@@ -16,6 +16,34 @@ struct ClientTests {
         return try ClusterConfig(cluster: ClusterID(bytes: [UInt8](repeating: 1, count: 16))!, f: 1, replicas: endpoints)
     }
 
+    @Test("a submit result's JSON names the block hash in hex and refuses one that is not a digest")
+    func submitResultJSON() throws {
+        let digest = Digest.of(Array("block".utf8))
+        let result = SubmitResult(timestamp: 7, height: 3, blockDigest: digest, latencyMicroseconds: 1_234)
+        #expect(result.blockHash == digest.hex)
+        let json = try JSONEncoder().encode(result)
+        let object = try #require(try JSONSerialization.jsonObject(with: json) as? [String: Any])
+        #expect(object["blockHash"] as? String == digest.hex)
+        #expect(Set(object.keys) == ["timestamp", "height", "blockHash", "latencyMicroseconds"])
+        #expect(try JSONDecoder().decode(SubmitResult.self, from: json) == result)
+        let bad = Data(#"{"timestamp":7,"height":3,"blockHash":"abc","latencyMicroseconds":1}"#.utf8)
+        #expect(throws: Swift.DecodingError.self) { try JSONDecoder().decode(SubmitResult.self, from: bad) }
+    }
+
+    @Test("a pending request counts matching results per replica, a replica's later reply replacing its earlier one")
+    func pendingCountsMatchingReplies() throws {
+        let request = ClientSigner(cluster: try unreachableConfig().cluster, keyPair: KeyPair.generate()).request(timestamp: 1, payload: [1])
+        let now = ContinuousClock.now
+        var pending = SteleClient.Pending(request: request, retransmitAt: now, retransmitInterval: .seconds(1), deadline: now)
+        let a = Reply.Result(height: 1, blockHash: Digest.of([1]))
+        let b = Reply.Result(height: 1, blockHash: Digest.of([2]))
+        #expect(pending.recordReply(a, from: 0) == 1)
+        #expect(pending.recordReply(b, from: 1) == 1)
+        #expect(pending.recordReply(a, from: 2) == 2)
+        #expect(pending.recordReply(a, from: 1) == 3)
+        #expect(pending.recordReply(b, from: 1) == 1)
+    }
+
     @Test("cancelling a submit that no replica answers ends it with CancellationError instead of hanging")
     func cancelledSubmitReturns() async throws {
         let config = try unreachableConfig()

@@ -238,6 +238,18 @@ struct MailboxTests {
         #expect(ReplicaNode.peerFrameBytesMax(parameters: small, floor: 64 * 1024 * 1024) == 64 * 1024 * 1024)
     }
 
+    @Test("the verified-signature memo holds a full window of full batches, within a bound")
+    func memoCoversTheWindow() {
+        let parameters = ProtocolParameters()
+        #expect(ReplicaNode.memoCapacity(parameters) == Int(parameters.watermarkWindow) * parameters.batchSizeMax)
+        var small = parameters
+        small.batchSizeMax = 4
+        #expect(ReplicaNode.memoCapacity(small) == 32_768)
+        var huge = parameters
+        huge.batchSizeMax = Int.max / 2
+        #expect(ReplicaNode.memoCapacity(huge) == 262_144)
+    }
+
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
     func close() async {
         let mailbox = Mailbox<Int>(capacity: 8)
