@@ -527,13 +527,8 @@ public final class ReplicaNode: Sendable {
         }
     }
 
-    // MARK: Outbound peer links
+    // MARK: The signature memo
 
-    /// The frame limit on links between replicas, once the peer proved it is one: a
-    /// VIEW-CHANGE holds at most a watermark window of prepared certificates, each with a batch
-    /// of at most `batchBytesMax`, and a NEW-VIEW carries each distinct batch once, so this
-    /// covers both (about 72.5 MiB with the defaults). Clients and unauthenticated peers keep
-    /// `NodeSettings.frameBytesMax`.
     /// Entries of the verified-signature memo: at least a full window of full batches, so the
     /// requests of every certificate a VIEW-CHANGE or NEW-VIEW can carry were seen recently
     /// enough to be remembered (bounded: ~80 bytes an entry).
@@ -542,6 +537,13 @@ public final class ReplicaNode: Sendable {
         return min(max(32_768, window.overflow ? Int.max : window.partialValue), 262_144)
     }
 
+    // MARK: Outbound peer links
+
+    /// The frame limit on links between replicas, once the peer proved it is one: a
+    /// VIEW-CHANGE holds at most a watermark window of prepared certificates, each with a batch
+    /// of at most `batchBytesMax`, and a NEW-VIEW carries each distinct batch once, so this
+    /// covers both (about 72.5 MiB with the defaults). Clients and unauthenticated peers keep
+    /// `NodeSettings.frameBytesMax`.
     static func peerFrameBytesMax(parameters: ProtocolParameters, floor: Int) -> Int {
         let window = Int(parameters.watermarkWindow)
         let perCertificate = parameters.batchBytesMax + 64 * 1024 + 8 * 1024
