@@ -59,8 +59,7 @@ struct Slot: Sendable {
 
 /// A batch with its commit certificate, waiting for every lower sequence to execute.
 struct CommittedBatch: Sendable {
-    let batch: [Request]
-    let view: View
+    let prePrepare: PrePrepare
     let signatures: [ReplicaSignature]
 }
 

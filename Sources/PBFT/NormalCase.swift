@@ -139,7 +139,8 @@ extension Replica {
     func checkPrePrepare(_ prePrepare: PrePrepare) throws(ProtocolViolation.Code) {
         let expected = config.primary(of: prePrepare.view)
         guard prePrepare.primary == expected else { throw .notPrimary(expected: expected) }
-        guard Batch.digest(prePrepare.batch) == prePrepare.digest else { throw .digestMismatch }
+        // No digest check here: a PrePrepare's digest is computed from its batch whenever one is
+        // made or decoded (the wire form does not carry it), so it cannot disagree.
         if let accepted = log[prePrepare.sequence]?.prePrepare, accepted.digest != prePrepare.digest {
             throw .conflictingPrePrepare(accepted: accepted.digest)
         }
@@ -316,7 +317,7 @@ extension Replica {
         log[sequence] = slot
         if sequence > lastExecuted, committed[sequence] == nil {
             let signatures = commits.prefix(config.quorum).map { ReplicaSignature(replica: $0.replica, signature: $0.signature) }
-            committed[sequence] = CommittedBatch(batch: prePrepare.batch, view: prePrepare.view, signatures: signatures)
+            committed[sequence] = CommittedBatch(prePrepare: prePrepare, signatures: signatures)
         }
         executeReady(&out)
     }
@@ -328,8 +329,7 @@ extension Replica {
         var executedAny = false
         while let batch = committed.removeValue(forKey: lastExecuted.next) {
             let block = CertifiedBlock(
-                height: lastExecuted.next, prevHash: ledgerHead.hash, batch: batch.batch,
-                certificateView: batch.view, commitSignatures: batch.signatures)
+                height: lastExecuted.next, prevHash: ledgerHead.hash, prePrepare: batch.prePrepare, commitSignatures: batch.signatures)
             execute(block, sendReplies: true, &out)
             executedAny = true
         }

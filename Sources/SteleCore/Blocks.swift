@@ -112,6 +112,17 @@ public struct CertifiedBlock: Hashable, Sendable {
         self.commitSignatures = commitSignatures
     }
 
+    /// The block of a committed PRE-PREPARE: its batch, under its digest (a PRE-PREPARE's digest
+    /// is always its batch's, so the batch is not hashed again) and its view.
+    public init(height: SequenceNumber, prevHash: Digest, prePrepare: PrePrepare, commitSignatures: [ReplicaSignature]) {
+        self.height = height
+        self.prevHash = prevHash
+        self.batch = prePrepare.batch
+        self.batchDigest = prePrepare.digest
+        self.certificateView = prePrepare.view
+        self.commitSignatures = commitSignatures
+    }
+
     public var hash: Digest { BlockHash.compute(height: height, prevHash: prevHash, batchDigest: batchDigest) }
 
     /// The COMMIT votes this certificate stands for, for verification.

@@ -26,27 +26,50 @@ public struct Request: Hashable, Sendable {
     public let timestamp: UInt64
     public let payload: [UInt8]
     public let signature: Signature
+    /// SHA-256 over ("stele.request.v1", client, timestamp, payload): the request's identity,
+    /// independent of signature bytes (deduplication never keys on signatures). Computed once,
+    /// when the request is made or decoded: its signature check, the signature memo, the
+    /// client gate and the core all need it, and recomputing it showed in replica profiles.
+    public let contentDigest: Digest
 
     public init(client: PublicKey, timestamp: UInt64, payload: [UInt8], signature: Signature) {
+        self.init(client: client, timestamp: timestamp, payload: payload, signature: signature,
+                  contentDigest: Request.contentDigest(client: client, timestamp: timestamp, payload: payload))
+    }
+
+    private init(client: PublicKey, timestamp: UInt64, payload: [UInt8], signature: Signature, contentDigest: Digest) {
         self.client = client
         self.timestamp = timestamp
         self.payload = payload
         self.signature = signature
+        self.contentDigest = contentDigest
     }
 
     public func withSignature(_ signature: Signature) -> Request {
-        Request(client: client, timestamp: timestamp, payload: payload, signature: signature)
+        Request(client: client, timestamp: timestamp, payload: payload, signature: signature, contentDigest: contentDigest)
     }
 
-    /// SHA-256 over ("stele.request.v1", client, timestamp, payload): the request's identity,
-    /// independent of signature bytes (deduplication never keys on signatures).
-    public var contentDigest: Digest {
+    private static let domain = Array("stele.request.v1".utf8)
+
+    static func contentDigest(client: PublicKey, timestamp: UInt64, payload: [UInt8]) -> Digest {
         var writer = ByteWriter(capacity: 64 + payload.count)
-        writer.writeFixed(Array("stele.request.v1".utf8))
+        writer.writeFixed(domain)
         writer.write(client)
         writer.write(timestamp)
         writer.writeLengthPrefixed(payload)
         return Digest.of(writer.bytes)
+    }
+
+    /// Requests are equal when every field is; the digest follows from the others.
+    public static func == (lhs: Request, rhs: Request) -> Bool {
+        lhs.timestamp == rhs.timestamp && lhs.contentDigest == rhs.contentDigest && lhs.client == rhs.client
+            && lhs.signature == rhs.signature && lhs.payload == rhs.payload
+    }
+
+    /// The digest stands for client, timestamp and payload.
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(contentDigest)
+        hasher.combine(signature)
     }
 
     public var signedContent: SignedContent {

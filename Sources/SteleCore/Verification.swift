@@ -41,7 +41,22 @@ public struct SignatureVerifier: Sendable {
         public let content: SignedContent
         public let signature: Signature
         public let key: PublicKey?
-        public let path: String
+        /// The path of the message holding the signature, or of the batch holding the request.
+        let basePath: String
+        /// The request's index in that batch, or -1 (a batch's paths are rendered only when one
+        /// fails: formatting one per request showed up in backup profiles).
+        let batchIndex: Int
+
+        init(content: SignedContent, signature: Signature, key: PublicKey?, path: String, batchIndex: Int = -1) {
+            self.content = content
+            self.signature = signature
+            self.key = key
+            self.basePath = path
+            self.batchIndex = batchIndex
+        }
+
+        /// Where inside the message: e.g. "prePrepare.batch[3]".
+        public var path: String { batchIndex < 0 ? basePath : "\(basePath).batch[\(batchIndex)]" }
     }
 
     public func verify(_ message: Message) throws(VerificationError) {
@@ -143,9 +158,17 @@ public struct SignatureVerifier: Sendable {
         out.append(Check(content: request.signedContent, signature: request.signature, key: request.client, path: path))
     }
 
+    /// The checks of `batch`'s requests, at "\(path).batch[i]".
+    func appendChecks(batch: [Request], path: String, into out: inout [Check]) {
+        out.reserveCapacity(out.count + batch.count)
+        for (index, request) in batch.enumerated() {
+            out.append(Check(content: request.signedContent, signature: request.signature, key: request.client, path: path, batchIndex: index))
+        }
+    }
+
     public func appendChecks(_ prePrepare: PrePrepare, path: String, into out: inout [Check]) {
         out.append(replicaCheck(prePrepare.signedContent, prePrepare.signature, path))
-        for (index, request) in prePrepare.batch.enumerated() { appendChecks(request, path: "\(path).batch[\(index)]", into: &out) }
+        appendChecks(batch: prePrepare.batch, path: path, into: &out)
     }
 
     public func appendChecks(_ vote: Vote, path: String, into out: inout [Check]) {
@@ -166,7 +189,7 @@ public struct SignatureVerifier: Sendable {
     }
 
     public func appendChecks(_ block: CertifiedBlock, path: String, into out: inout [Check]) {
-        for (index, request) in block.batch.enumerated() { appendChecks(request, path: "\(path).batch[\(index)]", into: &out) }
+        appendChecks(batch: block.batch, path: path, into: &out)
         for (index, vote) in block.commitVotes.enumerated() { appendChecks(vote, path: "\(path).commitSignatures[\(index)]", into: &out) }
     }
 

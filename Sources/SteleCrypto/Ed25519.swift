@@ -35,6 +35,11 @@ public struct Signature: Hashable, Sendable, CustomStringConvertible {
     public static let byteCount = 64
     public let bytes: [UInt8]
 
+    /// Hashes the bytes in one call, as PublicKey does.
+    public func hash(into hasher: inout Hasher) {
+        bytes.withUnsafeBytes { hasher.combine(bytes: $0) }
+    }
+
     public init?(bytes: [UInt8]) {
         guard bytes.count == Signature.byteCount else { return nil }
         self.bytes = bytes

@@ -102,6 +102,9 @@ public final class SteleClient: Sendable {
         var retransmitInterval: Duration
         var deadline: ContinuousClock.Instant
 
+        /// When the sweep next has something to do for this request.
+        var dueAt: ContinuousClock.Instant { min(retransmitAt, deadline) }
+
         /// Records `replica`'s result; returns how many replicas have sent that same result.
         mutating func recordReply(_ result: Reply.Result, from replica: ReplicaID) -> Int {
             replies[replica] = result
@@ -115,7 +118,44 @@ public final class SteleClient: Sendable {
         var lastTimestamp: UInt64 = 0
         var highestView: View = 0
         var pending: [UInt64: Pending] = [:]
+        /// No pending request is due for retransmission or past its deadline before this: the
+        /// sweep skips its scan until then (scanning every pending request every 50 ms was 5 %
+        /// of the bench client's CPU). Removals leave it early, which only costs a scan.
+        var nextDueAt: ContinuousClock.Instant?
         var statusWaiters: [ReplicaID: [CheckedContinuation<ReplicaStatus?, Never>]] = [:]
+
+        mutating func add(_ pending: Pending, timestamp: UInt64) {
+            self.pending[timestamp] = pending
+            nextDueAt = min(nextDueAt ?? pending.dueAt, pending.dueAt)
+        }
+
+        /// The requests due for retransmission at `now` (their next retransmission is
+        /// rescheduled, the interval doubling up to `retransmitAfterMax`) and the timestamps of
+        /// those past their deadline (left pending for the caller to fail).
+        mutating func takeDue(now: ContinuousClock.Instant, retransmitAfterMax: Duration) -> (due: [Request], expired: [UInt64]) {
+            guard let nextDueAt, now >= nextDueAt else { return ([], []) }
+            var expired: [UInt64] = []
+            var due: [UInt64] = []
+            var nextDue: ContinuousClock.Instant?
+            for (timestamp, pending) in pending {
+                if now >= pending.deadline {
+                    expired.append(timestamp)
+                } else if now >= pending.retransmitAt {
+                    due.append(timestamp)
+                } else {
+                    nextDue = min(nextDue ?? pending.dueAt, pending.dueAt)
+                }
+            }
+            for timestamp in due {
+                guard var entry = pending[timestamp] else { continue }
+                entry.retransmitInterval = min(entry.retransmitInterval * 2, retransmitAfterMax)
+                entry.retransmitAt = min(now + entry.retransmitInterval, entry.deadline)
+                pending[timestamp] = entry
+                nextDue = min(nextDue ?? entry.dueAt, entry.dueAt)
+            }
+            self.nextDueAt = nextDue
+            return (due.compactMap { pending[$0]?.request }, expired)
+        }
     }
 
     init(config: ClusterConfig, keyPair: KeyPair, settings: Settings, logger: Logger) {
@@ -166,10 +206,11 @@ public final class SteleClient: Sendable {
         let result = try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { continuation in
                 let primary = state.withLock { state in
-                    state.pending[timestamp] = Pending(
+                    let pending = Pending(
                         continuation: continuation, request: request,
                         retransmitAt: start + settings.retransmitAfter, retransmitInterval: settings.retransmitAfter,
                         deadline: start + timeout)
+                    state.add(pending, timestamp: timestamp)
                     return config.primary(of: state.highestView)
                 }
                 // Cancelled before the continuation was registered: the handler found nothing
@@ -191,24 +232,7 @@ public final class SteleClient: Sendable {
         while !Task.isCancelled {
             try? await Task.sleep(for: settings.sweepInterval)
             let now = ContinuousClock.now
-            let (due, expired) = state.withLock { state -> ([Request], [UInt64]) in
-                var expired: [UInt64] = []
-                var due: [UInt64] = []
-                for (timestamp, pending) in state.pending {
-                    if now >= pending.deadline {
-                        expired.append(timestamp)
-                    } else if now >= pending.retransmitAt {
-                        due.append(timestamp)
-                    }
-                }
-                for timestamp in due {
-                    guard var pending = state.pending[timestamp] else { continue }
-                    pending.retransmitInterval = min(pending.retransmitInterval * 2, settings.retransmitAfterMax)
-                    pending.retransmitAt = min(now + pending.retransmitInterval, pending.deadline)
-                    state.pending[timestamp] = pending
-                }
-                return (due.compactMap { state.pending[$0]?.request }, expired)
-            }
+            let (due, expired) = state.withLock { $0.takeDue(now: now, retransmitAfterMax: settings.retransmitAfterMax) }
             for timestamp in expired { fail(timestamp) }
             for request in due {
                 for mailbox in links.values { mailbox.post(.message(.request(request))) }

@@ -44,6 +44,36 @@ struct ClientTests {
         #expect(pending.recordReply(b, from: 1) == 1)
     }
 
+    @Test("the sweep finds requests due for retransmission or past their deadline, including ones added after a scan, and reschedules with doubling")
+    func sweepFindsDueRequests() throws {
+        let signer = ClientSigner(cluster: try unreachableConfig().cluster, keyPair: KeyPair.generate())
+        let start = ContinuousClock.now
+        var state = SteleClient.State()
+        func pending(_ timestamp: UInt64, retransmitAt: Duration, deadline: Duration) -> SteleClient.Pending {
+            SteleClient.Pending(request: signer.request(timestamp: timestamp, payload: [1]), retransmitAt: start + retransmitAt,
+                                retransmitInterval: retransmitAt, deadline: start + deadline)
+        }
+        state.add(pending(1, retransmitAt: .seconds(1), deadline: .seconds(10)), timestamp: 1)
+        var taken = state.takeDue(now: start + .milliseconds(500), retransmitAfterMax: .seconds(4))
+        #expect(taken.due.isEmpty && taken.expired.isEmpty)
+        // Added after a scan, and due before the first one: found at its own time.
+        state.add(pending(2, retransmitAt: .milliseconds(600), deadline: .milliseconds(700)), timestamp: 2)
+        taken = state.takeDue(now: start + .milliseconds(650), retransmitAfterMax: .seconds(4))
+        #expect(taken.due.map(\.timestamp) == [2])
+        #expect(taken.expired.isEmpty)
+        // Its next retransmission is capped by its deadline, where it expires.
+        #expect(state.pending[2]?.retransmitAt == start + .milliseconds(700))
+        taken = state.takeDue(now: start + .milliseconds(700), retransmitAfterMax: .seconds(4))
+        #expect(taken.due.isEmpty)
+        #expect(taken.expired == [2])
+        state.pending[2] = nil
+        taken = state.takeDue(now: start + .seconds(1), retransmitAfterMax: .seconds(4))
+        #expect(taken.due.map(\.timestamp) == [1])
+        // The interval doubled: nothing until two seconds later.
+        #expect(state.takeDue(now: start + .milliseconds(2_900), retransmitAfterMax: .seconds(4)).due.isEmpty)
+        #expect(state.takeDue(now: start + .seconds(3), retransmitAfterMax: .seconds(4)).due.map(\.timestamp) == [1])
+    }
+
     @Test("cancelling a submit that no replica answers ends it with CancellationError instead of hanging")
     func cancelledSubmitReturns() async throws {
         let config = try unreachableConfig()
