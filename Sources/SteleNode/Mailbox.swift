@@ -13,6 +13,8 @@ public final class Mailbox<Item: Sendable>: Sendable {
         var waiter: CheckedContinuation<Void, Never>?
         var closed = false
         var droppedCount = 0
+        /// While above zero, posts do not wake the consumer (`hold`).
+        var holds = 0
     }
 
     private let state = Mutex(State())
@@ -46,11 +48,32 @@ public final class Mailbox<Item: Sendable>: Sendable {
                 state.weights.append(weight)
                 state.bytes += weight
             }
+            guard state.holds == 0 else { return (true, nil) }
             defer { state.waiter = nil }
             return (true, state.waiter)
         }
         waiter?.resume()
         return queued
+    }
+
+    /// Runs `body` with the consumers of `mailboxes` not woken by its posts, then wakes each
+    /// once if anything was posted to it: items posted in a burst are taken together (one
+    /// socket write instead of one per item, where the consumer would wake at the first and
+    /// race the rest). Calls may nest and overlap; wake-ups resume when the last one ends.
+    public static func holdingWakeUps<T>(of mailboxes: some Collection<Mailbox>, _ body: () throws -> T) rethrows -> T {
+        for mailbox in mailboxes { mailbox.state.withLock { $0.holds += 1 } }
+        defer { for mailbox in mailboxes { mailbox.releaseHold() } }
+        return try body()
+    }
+
+    private func releaseHold() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.holds -= 1
+            guard state.holds == 0, !state.items.isEmpty || state.closed else { return nil }
+            defer { state.waiter = nil }
+            return state.waiter
+        }
+        waiter?.resume()
     }
 
     private func drop(_ count: Int, from state: inout State) {
@@ -108,4 +131,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
     }
 
     public var droppedCount: Int { state.withLock { $0.droppedCount } }
+
+    /// Whether the consumer is waiting in `takeAll` (for tests).
+    var hasWaiter: Bool { state.withLock { $0.waiter != nil } }
 }

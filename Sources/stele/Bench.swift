@@ -266,6 +266,16 @@ struct Bench: AsyncParsableCommand {
             for clientIndex in 0..<clients {
                 group.addTask {
                     try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: logger) { client in
+                        guard let perRequestInterval else {
+                            let loop = ClosedLoop(client: client, payload: payloadBytes, measureFrom: measureFrom, stopAt: stopAt)
+                            let tally = await loop.run(chains: outstanding)
+                            totals.withLock { totals in
+                                totals.acknowledged += tally.acknowledged
+                                totals.failed += tally.failed
+                                totals.histogram.add(tally.histogram)
+                            }
+                            return
+                        }
                         await withTaskGroup(of: Void.self) { workers in
                             for workerIndex in 0..<outstanding {
                                 workers.addTask {
@@ -274,18 +284,13 @@ struct Bench: AsyncParsableCommand {
                                     var failed = 0
                                     // Open loop: the workers' sends are spread evenly over one interval
                                     // (in phase they would arrive as one burst per interval).
-                                    var nextSend = ContinuousClock.now
-                                    if let perRequestInterval {
-                                        let worker = clientIndex * outstanding + workerIndex
-                                        nextSend += perRequestInterval * (Double(worker) / Double(clients * outstanding))
-                                    }
+                                    let worker = clientIndex * outstanding + workerIndex
+                                    var nextSend = ContinuousClock.now + perRequestInterval * (Double(worker) / Double(clients * outstanding))
                                     while ContinuousClock.now < stopAt {
-                                        if let perRequestInterval {
-                                            // A send due after the run would only stretch it (and its CPU figures).
-                                            if nextSend >= stopAt { break }
-                                            if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
-                                            nextSend += perRequestInterval
-                                        }
+                                        // A send due after the run would only stretch it (and its CPU figures).
+                                        if nextSend >= stopAt { break }
+                                        if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
+                                        nextSend += perRequestInterval
                                         let sent = ContinuousClock.now
                                         do {
                                             let result = try await client.submit(payloadBytes, timeout: .seconds(20))
@@ -397,6 +402,94 @@ struct Bench: AsyncParsableCommand {
     }
 }
 
+
+/// The closed loop of one client: `chains` requests in flight, each chain sending its next
+/// request from the completion of the one before (`SteleClient.submit(_:timeout:completion:)`),
+/// so no task waits per request. Requests sent during the warm-up, and results that come after
+/// `stopAt`, are not counted; a request that fails is, if it was sent after the warm-up.
+final class ClosedLoop: Sendable {
+    struct Tally: Sendable {
+        var acknowledged = 0
+        var failed = 0
+        var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+    }
+
+    private struct State {
+        var tally = Tally()
+        var running = 0
+        var stopped = false
+        var done: CheckedContinuation<Void, Never>?
+    }
+
+    let client: SteleClient
+    let payload: [UInt8]
+    let measureFrom: ContinuousClock.Instant
+    let stopAt: ContinuousClock.Instant
+    private let state = Mutex(State())
+
+    init(client: SteleClient, payload: [UInt8], measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant) {
+        (self.client, self.payload, self.measureFrom, self.stopAt) = (client, payload, measureFrom, stopAt)
+    }
+
+    /// Runs until every chain has seen `stopAt` pass, or the calling task is cancelled (then at
+    /// once, leaving requests in flight uncounted).
+    func run(chains: Int) async -> Tally {
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let startNow = state.withLock { state -> Bool in
+                    if Task.isCancelled || chains == 0 { return false }
+                    state.running = chains
+                    state.done = done
+                    return true
+                }
+                guard startNow else { return done.resume() }
+                for _ in 0..<chains { next() }
+            }
+        } onCancel: {
+            let done = state.withLock { state in
+                state.stopped = true
+                defer { state.done = nil }
+                return state.done
+            }
+            done?.resume()
+        }
+        return state.withLock { $0.tally }
+    }
+
+    private func next() {
+        guard ContinuousClock.now < stopAt, !state.withLock({ $0.stopped }) else { return chainEnded() }
+        let sent = ContinuousClock.now
+        client.submit(payload, timeout: .seconds(20)) { result in
+            let now = ContinuousClock.now
+            self.state.withLock { state in
+                guard sent >= self.measureFrom else { return }
+                switch result {
+                case .success(let result):
+                    if now <= self.stopAt {
+                        state.tally.acknowledged += 1
+                        _ = state.tally.histogram.record(result.latencyMicroseconds)
+                    }
+                case .failure:
+                    state.tally.failed += 1
+                }
+            }
+            // A payload refused before sending fails at once, inside `submit`: going on would
+            // recurse without end.
+            if case .failure(let error as ClientError) = result, case .payloadTooLarge = error.code { return self.chainEnded() }
+            self.next()
+        }
+    }
+
+    private func chainEnded() {
+        let done = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.running -= 1
+            guard state.running == 0 else { return nil }
+            defer { state.done = nil }
+            return state.done
+        }
+        done?.resume()
+    }
+}
 
 /// A mutex in a shareable box.
 final class Locked<Value: Sendable>: Sendable {

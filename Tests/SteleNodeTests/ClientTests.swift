@@ -116,6 +116,52 @@ struct ClientTests {
             #expect(waited < .seconds(120), "failed long after its deadline: \(waited)")
         }
     }
+
+    @Test("a submit with a completion handler that no replica answers calls it once, with noQuorum, at its deadline")
+    func unansweredCompletionTimesOut() async throws {
+        let config = try unreachableConfig()
+        var settings = SteleClient.Settings()
+        settings.retransmitAfter = .milliseconds(100)
+        try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: Logger(label: "test.client")) { client in
+            let calls = CallLog()
+            let start = ContinuousClock.now
+            client.submit(Array("never answered".utf8), timeout: .milliseconds(500)) { result in
+                calls.append(start.duration(to: .now), result)
+            }
+            #expect(await eventually(timeout: .seconds(120)) { calls.count >= 1 }, "the handler was called")
+            // Past the deadline the request is gone: the sweep cannot call the handler again.
+            try await Task.sleep(for: .milliseconds(300))
+            let recorded = calls.entries
+            #expect(recorded.count == 1)
+            let (waited, result) = try #require(recorded.first)
+            #expect(waited >= .milliseconds(500), "failed before its deadline: \(waited)")
+            #expect(throws: ClientError(code: .noQuorum(replies: 0, needed: config.weakQuorum))) { _ = try result.get() }
+        }
+    }
+
+    @Test("a submit with a completion handler refuses an oversize payload at once, without sending it")
+    func oversizeCompletionFailsAtOnce() async throws {
+        let config = try unreachableConfig()
+        try await SteleClient.with(config: config, keyPair: KeyPair.generate(), logger: Logger(label: "test.client")) { client in
+            let calls = CallLog()
+            let limit = CodecLimits.standard.payloadBytesMax
+            client.submit([UInt8](repeating: 1, count: limit + 1)) { result in calls.append(.zero, result) }
+            // Called before `submit` returned.
+            let recorded = calls.entries
+            #expect(recorded.count == 1)
+            #expect(throws: ClientError(code: .payloadTooLarge(bytes: limit + 1, limit: limit))) { _ = try recorded.first?.1.get() }
+            #expect(client.state.withLock { $0.pending.isEmpty }, "nothing was registered or sent")
+        }
+    }
+}
+
+/// The calls a completion handler received, with when.
+final class CallLog: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [(Duration, Result<SubmitResult, any Error>)] = []
+    var entries: [(Duration, Result<SubmitResult, any Error>)] { lock.withLock { stored } }
+    var count: Int { lock.withLock { stored.count } }
+    func append(_ after: Duration, _ result: Result<SubmitResult, any Error>) { lock.withLock { stored.append((after, result)) } }
 }
 
 final class OutcomeBox: @unchecked Sendable {

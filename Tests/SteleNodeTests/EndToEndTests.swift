@@ -11,14 +11,18 @@ import SteleCrypto
 /// condition with a generous bound; every process is stopped by PID at the end, even on failure.
 @Suite("End to end: four replica processes", .serialized)
 struct EndToEndTests {
-    @Test("normal case: transactions commit on all four replicas and the ledgers audit clean")
+    @Test("normal case: transactions commit on all four replicas and the ledgers audit clean, awaited or with completion handlers")
     func normalCase() async throws {
         let cluster = try TestCluster()
         defer { cluster.shutdown() }
         try cluster.startAll()
-        let acks = try await cluster.withClient { try await submit($0, 30, prefix: "normal") }
-        #expect(acks.count == 30)
-        #expect(Set(acks.map(\.timestamp)).count == 30)
+        let acks = try await cluster.withClient { client in
+            let awaited = try await submit(client, 30, prefix: "normal")
+            let handled = try await submitWithCompletions(client, 30, chains: 4, prefix: "handled")
+            return awaited + handled
+        }
+        #expect(acks.count == 60)
+        #expect(Set(acks.map(\.timestamp)).count == 60)
         try await expectAcknowledgedExactlyOnce(acks, cluster: cluster, live: cluster.config.replicaIDs)
     }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import Synchronization
 import Testing
 import SteleCore
 import SteleCrypto
@@ -248,6 +249,40 @@ struct MailboxTests {
         var huge = parameters
         huge.batchSizeMax = Int.max / 2
         #expect(ReplicaNode.memoCapacity(huge) == 262_144)
+    }
+
+    @Test("posts while wake-ups are held reach a waiting consumer together, once the last hold ends")
+    func heldWakeUps() async throws {
+        let (first, second) = (Mailbox<Int>(capacity: 64), Mailbox<Int>(capacity: 64))
+        let taken = Mutex<[[Int]]>([])
+        let consumer = Task {
+            let items = await first.takeAll()
+            taken.withLock { $0.append(items) }
+        }
+        // The consumer is waiting (polled, bounded) before anything is posted.
+        #expect(await eventually(timeout: .seconds(30)) { first.hasWaiter })
+        let (gotAllPostsTogether, held): (Bool, Bool) = Mailbox.holdingWakeUps(of: [first, second]) {
+            let inner: Bool = Mailbox.holdingWakeUps(of: [first]) {
+                for value in 0..<3 { first.post(value) }
+                return first.hasWaiter
+            }
+            for value in 3..<5 { first.post(value) }
+            second.post(9)
+            return (inner, first.hasWaiter)
+        }
+        #expect(gotAllPostsTogether && held, "no post woke the consumer while a hold was on")
+        // Bounded: a lost wake-up would leave the consumer waiting for ever.
+        #expect(await eventually(timeout: .seconds(30)) { taken.withLock { !$0.isEmpty } }, "the end of the hold woke the consumer")
+        consumer.cancel()
+        #expect(taken.withLock { $0 } == [[0, 1, 2, 3, 4]])
+        #expect(await second.takeAll() == [9])
+        // Without a hold the first post wakes the consumer.
+        let next = Task { await first.takeAll() }
+        #expect(await eventually(timeout: .seconds(30)) { first.hasWaiter })
+        first.post(7)
+        #expect(await eventually(timeout: .seconds(30)) { !first.hasWaiter }, "the post woke the consumer")
+        next.cancel()
+        #expect(await next.value == [7])
     }
 
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
