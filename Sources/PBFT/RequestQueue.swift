@@ -70,7 +70,9 @@ struct RequestQueue: Sendable {
     mutating func takeForProposal(countMax: Int, bytesMax: Int = .max, isProposable: (Request) -> Bool) -> [Request] {
         var batch = [Request]()
         var batchBytes = 0
-        var taken = Set<RequestKey>()
+        let expected = max(0, min(countMax, order.count - cursor))
+        var taken = Set<RequestKey>(minimumCapacity: expected)
+        batch.reserveCapacity(expected)
         while cursor < order.count, batch.count < countMax {
             let key = order[cursor]
             guard let request = entries[key], !taken.contains(key), isProposable(request) else {

@@ -313,9 +313,15 @@ public final class SteleClient: Sendable {
         guard !resolved.isEmpty else { return }
         // Completion handlers may submit again (`stele bench` does): their requests leave in
         // one write per link, not one each.
-        Mailbox.holdingWakeUps(of: links.values) {
+        sendingTogether {
             for (completion, result) in resolved { completion(.success(result)) }
         }
+    }
+
+    /// Runs `body`; the requests it submits leave together, in one write per replica link,
+    /// once it returns (instead of the link waking at the first and racing the rest).
+    public func sendingTogether<T>(_ body: () throws -> T) rethrows -> T {
+        try Mailbox.holdingWakeUps(of: links.values, body)
     }
 
     /// Asks one replica for its status; nil if it does not answer within `timeout`.

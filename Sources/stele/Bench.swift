@@ -240,12 +240,11 @@ struct Bench: AsyncParsableCommand {
         let cpuAtStart = Locked<(replicas: Double, client: Double)?>(nil)
         let rssSamples = Locked<[RSSSample]>([])
         let rssInterval = Duration.milliseconds(Int64(max(1, (warmup + duration) / 30) * 1000))
-        let perRequestInterval: Duration? = rate > 0 ? .nanoseconds(Int64(1e9 * Double(clients * outstanding) / rate)) : nil
         let logger = Logger(label: "stele.bench") { _ in SwiftLogNoOpLogHandler() }
         var clientSettings = SteleClient.Settings()
         clientSettings.retransmitAfter = .seconds(2)
         let settings = clientSettings
-        let outstanding = self.outstanding
+        let (outstanding, clients, rate) = (self.outstanding, self.clients, self.rate)
 
         try await withThrowingTaskGroup(of: Void.self) { group in
             // Samples the replicas' CPU time when the warm-up ends.
@@ -266,50 +265,21 @@ struct Bench: AsyncParsableCommand {
             for clientIndex in 0..<clients {
                 group.addTask {
                     try await SteleClient.with(config: config, keyPair: KeyPair.generate(), settings: settings, logger: logger) { client in
-                        guard let perRequestInterval else {
-                            let loop = ClosedLoop(client: client, payload: payloadBytes, measureFrom: measureFrom, stopAt: stopAt)
-                            let tally = await loop.run(chains: outstanding)
-                            totals.withLock { totals in
-                                totals.acknowledged += tally.acknowledged
-                                totals.failed += tally.failed
-                                totals.histogram.add(tally.histogram)
-                            }
-                            return
+                        let tally: LoadTally
+                        if rate > 0 {
+                            // Client i's first request is due at i ÷ rate: the clients' sends interleave.
+                            let loop = OpenLoop(
+                                client: client, payload: payloadBytes, measureFrom: measureFrom, stopAt: stopAt,
+                                interval: .seconds(Double(clients) / rate), firstSendAt: start + .seconds(Double(clientIndex) / rate),
+                                tickMin: .milliseconds(clients), inFlightMax: outstanding)
+                            tally = await loop.run()
+                        } else {
+                            tally = await ClosedLoop(client: client, payload: payloadBytes, measureFrom: measureFrom, stopAt: stopAt).run(chains: outstanding)
                         }
-                        await withTaskGroup(of: Void.self) { workers in
-                            for workerIndex in 0..<outstanding {
-                                workers.addTask {
-                                    var local = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-                                    var acknowledged = 0
-                                    var failed = 0
-                                    // Open loop: the workers' sends are spread evenly over one interval
-                                    // (in phase they would arrive as one burst per interval).
-                                    let worker = clientIndex * outstanding + workerIndex
-                                    var nextSend = ContinuousClock.now + perRequestInterval * (Double(worker) / Double(clients * outstanding))
-                                    while ContinuousClock.now < stopAt {
-                                        // A send due after the run would only stretch it (and its CPU figures).
-                                        if nextSend >= stopAt { break }
-                                        if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
-                                        nextSend += perRequestInterval
-                                        let sent = ContinuousClock.now
-                                        do {
-                                            let result = try await client.submit(payloadBytes, timeout: .seconds(20))
-                                            if sent >= measureFrom, ContinuousClock.now <= stopAt {
-                                                acknowledged += 1
-                                                _ = local.record(result.latencyMicroseconds)
-                                            }
-                                        } catch {
-                                            if sent >= measureFrom { failed += 1 }
-                                        }
-                                    }
-                                    let (a, f, h) = (acknowledged, failed, local)
-                                    totals.withLock { totals in
-                                        totals.acknowledged += a
-                                        totals.failed += f
-                                        totals.histogram.add(h)
-                                    }
-                                }
-                            }
+                        totals.withLock { totals in
+                            totals.acknowledged += tally.acknowledged
+                            totals.failed += tally.failed
+                            totals.histogram.add(tally.histogram)
                         }
                     }
                 }
@@ -403,19 +373,33 @@ struct Bench: AsyncParsableCommand {
 }
 
 
+/// What one client's load counted: requests sent after the warm-up that were acknowledged by
+/// `stopAt` (with their latency) or failed.
+struct LoadTally: Sendable {
+    var acknowledged = 0
+    var failed = 0
+    var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+
+    mutating func record(_ result: Result<SubmitResult, any Error>, sent: ContinuousClock.Instant, now: ContinuousClock.Instant,
+                         measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant) {
+        guard sent >= measureFrom else { return }
+        switch result {
+        case .success(let result):
+            guard now <= stopAt else { return }
+            acknowledged += 1
+            _ = histogram.record(result.latencyMicroseconds)
+        case .failure:
+            failed += 1
+        }
+    }
+}
+
 /// The closed loop of one client: `chains` requests in flight, each chain sending its next
 /// request from the completion of the one before (`SteleClient.submit(_:timeout:completion:)`),
-/// so no task waits per request. Requests sent during the warm-up, and results that come after
-/// `stopAt`, are not counted; a request that fails is, if it was sent after the warm-up.
+/// so no task waits per request.
 final class ClosedLoop: Sendable {
-    struct Tally: Sendable {
-        var acknowledged = 0
-        var failed = 0
-        var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
-    }
-
     private struct State {
-        var tally = Tally()
+        var tally = LoadTally()
         var running = 0
         var stopped = false
         var done: CheckedContinuation<Void, Never>?
@@ -433,7 +417,7 @@ final class ClosedLoop: Sendable {
 
     /// Runs until every chain has seen `stopAt` pass, or the calling task is cancelled (then at
     /// once, leaving requests in flight uncounted).
-    func run(chains: Int) async -> Tally {
+    func run(chains: Int) async -> LoadTally {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 let startNow = state.withLock { state -> Bool in
@@ -461,18 +445,7 @@ final class ClosedLoop: Sendable {
         let sent = ContinuousClock.now
         client.submit(payload, timeout: .seconds(20)) { result in
             let now = ContinuousClock.now
-            self.state.withLock { state in
-                guard sent >= self.measureFrom else { return }
-                switch result {
-                case .success(let result):
-                    if now <= self.stopAt {
-                        state.tally.acknowledged += 1
-                        _ = state.tally.histogram.record(result.latencyMicroseconds)
-                    }
-                case .failure:
-                    state.tally.failed += 1
-                }
-            }
+            self.state.withLock { $0.tally.record(result, sent: sent, now: now, measureFrom: self.measureFrom, stopAt: self.stopAt) }
             // A payload refused before sending fails at once, inside `submit`: going on would
             // recurse without end.
             if case .failure(let error as ClientError) = result, case .payloadTooLarge = error.code { return self.chainEnded() }
@@ -488,6 +461,94 @@ final class ClosedLoop: Sendable {
             return state.done
         }
         done?.resume()
+    }
+}
+
+/// The open loop of one client: its n-th request is due at `firstSendAt + n × interval`,
+/// whatever happened to the others, with at most `inFlightMax` in flight (a request due
+/// while that many are in flight goes late). One pacer wakes at most every `tickMin` and sends
+/// everything due at once, in one write: a timer and a task per request cost the benchmark
+/// client a sixth of the machine at half of peak.
+final class OpenLoop: Sendable {
+    private struct State {
+        var tally = LoadTally()
+        var inFlight = 0
+        var sendingEnded = false
+        var done: CheckedContinuation<Void, Never>?
+    }
+
+    let client: SteleClient
+    let payload: [UInt8]
+    let measureFrom: ContinuousClock.Instant
+    let stopAt: ContinuousClock.Instant
+    let interval: Duration
+    let firstSendAt: ContinuousClock.Instant
+    let tickMin: Duration
+    let inFlightMax: Int
+    private let state = Mutex(State())
+
+    init(client: SteleClient, payload: [UInt8], measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant,
+         interval: Duration, firstSendAt: ContinuousClock.Instant, tickMin: Duration, inFlightMax: Int) {
+        (self.client, self.payload, self.measureFrom, self.stopAt) = (client, payload, measureFrom, stopAt)
+        (self.interval, self.firstSendAt, self.tickMin, self.inFlightMax) = (interval, firstSendAt, tickMin, inFlightMax)
+    }
+
+    /// Sends until the next request would be due at or after `stopAt` (it would only stretch
+    /// the run and its CPU figures), then waits for the requests in flight; returns at once if
+    /// the calling task is cancelled.
+    func run() async -> LoadTally {
+        var sent = 0
+        while !Task.isCancelled {
+            let now = ContinuousClock.now
+            let due = now < firstSendAt ? 0 : Int(((now - firstSendAt) / interval).rounded(.down)) + 1 - sent
+            let count = state.withLock { state -> Int in
+                let count = max(0, min(due, inFlightMax - state.inFlight))
+                state.inFlight += count
+                return count
+            }
+            if count > 0 {
+                client.sendingTogether {
+                    for _ in 0..<count { send() }
+                }
+                sent += count
+            }
+            let nextDue = firstSendAt + interval * sent
+            if nextDue >= stopAt { break }
+            try? await Task.sleep(until: max(nextDue, now + tickMin))
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let finished = state.withLock { state -> Bool in
+                    state.sendingEnded = true
+                    if state.inFlight == 0 || Task.isCancelled { return true }
+                    state.done = done
+                    return false
+                }
+                if finished { done.resume() }
+            }
+        } onCancel: {
+            let done = state.withLock { state in
+                defer { state.done = nil }
+                return state.done
+            }
+            done?.resume()
+        }
+        return state.withLock { $0.tally }
+    }
+
+    private func send() {
+        let sent = ContinuousClock.now
+        client.submit(payload, timeout: .seconds(20)) { result in
+            let now = ContinuousClock.now
+            let done = self.state.withLock { state -> CheckedContinuation<Void, Never>? in
+                state.tally.record(result, sent: sent, now: now, measureFrom: self.measureFrom, stopAt: self.stopAt)
+                state.inFlight -= 1
+                guard state.sendingEnded, state.inFlight == 0 else { return nil }
+                defer { state.done = nil }
+                return state.done
+            }
+            done?.resume()
+        }
     }
 }
 
