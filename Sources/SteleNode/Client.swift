@@ -320,7 +320,7 @@ public final class SteleClient: Sendable {
 
     /// Runs `body`; the requests it submits leave together, in one write per replica link,
     /// once it returns (instead of the link waking at the first and racing the rest).
-    public func sendingTogether<T>(_ body: () throws -> T) rethrows -> T {
+    func sendingTogether<T>(_ body: () throws -> T) rethrows -> T {
         try Mailbox.holdingWakeUps(of: links.values, body)
     }
 
