@@ -13,7 +13,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
         var waiter: CheckedContinuation<Void, Never>?
         var closed = false
         var droppedCount = 0
-        /// While above zero, posts do not wake the consumer (`hold`).
+        /// While above zero, posts do not wake the consumer (`holdingWakeUps`).
         var holds = 0
     }
 
