@@ -172,7 +172,9 @@ public final class SteleClient: Sendable {
         self.links = links
     }
 
-    /// Connects to every replica, runs `body`, then disconnects.
+    /// Connects to every replica, runs `body`, then disconnects. Requests still pending then
+    /// (submitted with a completion handler and not answered yet) are completed with
+    /// `CancellationError`: no handler is left uncalled.
     public static func with<T: Sendable>(
         config: ClusterConfig, keyPair: KeyPair, settings: Settings = Settings(), logger: Logger,
         _ body: (SteleClient) async throws -> T
@@ -183,9 +185,21 @@ public final class SteleClient: Sendable {
                 group.addTask { await client.linkLoop(replica: id, mailbox: mailbox) }
             }
             group.addTask { await client.sweepLoop() }
-            defer { group.cancelAll() }
+            defer {
+                group.cancelAll()
+                client.abandonAll()
+            }
             return try await body(client)
         }
+    }
+
+    /// The client is closing: every pending request is completed with `CancellationError`.
+    private func abandonAll() {
+        let taken = state.withLock { state in
+            defer { state.pending = [:] }
+            return Array(state.pending.values)
+        }
+        for pending in taken { pending.completion?(.failure(CancellationError())) }
     }
 
     /// Timestamps increase across runs with the same key: wall-clock microseconds, bumped.

@@ -482,8 +482,9 @@ final class ClosedLoop: Sendable {
             let now = ContinuousClock.now
             self.state.withLock { $0.tally.record(result, sent: sent, now: now, measureFrom: self.measureFrom, stopAt: self.stopAt) }
             // A payload refused before sending fails at once, inside `submit`: going on would
-            // recurse without end.
+            // recurse without end. A cancelled request means the client is closing.
             if case .failure(let error as ClientError) = result, case .payloadTooLarge = error.code { return self.chainEnded() }
+            if case .failure(is CancellationError) = result { return self.chainEnded() }
             self.next()
         }
     }

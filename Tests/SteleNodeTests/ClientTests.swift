@@ -139,6 +139,19 @@ struct ClientTests {
         }
     }
 
+    @Test("a completion handler still waiting when the client closes is called once, with CancellationError")
+    func closingCompletesPendingHandlers() async throws {
+        let config = try unreachableConfig()
+        let calls = CallLog()
+        try await SteleClient.with(config: config, keyPair: KeyPair.generate(), logger: Logger(label: "test.client")) { client in
+            client.submit(Array("never answered".utf8), timeout: .seconds(600)) { result in calls.append(.zero, result) }
+            #expect(calls.count == 0)
+        }
+        let recorded = calls.entries
+        #expect(recorded.count == 1)
+        #expect(throws: CancellationError.self) { _ = try recorded.first?.1.get() }
+    }
+
     @Test("a submit with a completion handler refuses an oversize payload at once, without sending it")
     func oversizeCompletionFailsAtOnce() async throws {
         let config = try unreachableConfig()
