@@ -380,25 +380,22 @@ public final class SteleClient: Sendable {
                     _ = try await driver.asConnector(inbound: &iterator, outbound: outbound, expected: .replica(replica))
                     deadline.cancel()
                     backoff = .milliseconds(50)
-                    // Queued frames are written from the event loop itself: a burst costs one
-                    // task there instead of a wake-up of a writer task and then of the loop
-                    // (two thread hand-offs per request when requests come one at a time).
-                    let raw = channel.channel
-                    mailbox.setWakeHandler {
-                        raw.eventLoop.execute {
-                            let frames = mailbox.takeAllNow()
-                            guard !frames.isEmpty else { return }
-                            for frame in frames { raw.write(frame, promise: nil) }
-                            raw.flush()
+                    try await withThrowingTaskGroup(of: Void.self) { group in
+                        group.addTask {
+                            while !Task.isCancelled {
+                                let frames = await mailbox.takeAll()
+                                if frames.isEmpty { return }
+                                try await outbound.write(contentsOf: frames)
+                            }
                         }
-                    }
-                    defer { mailbox.setWakeHandler(nil) }
-                    while let frame = try await iterator.next() {
-                        switch frame {
-                        case .message(.reply(let reply)): accept(reply, from: replica)
-                        case .statusResponse(let json): deliverStatus(json, from: replica)
-                        default: break
+                        while let frame = try await iterator.next() {
+                            switch frame {
+                            case .message(.reply(let reply)): accept(reply, from: replica)
+                            case .statusResponse(let json): deliverStatus(json, from: replica)
+                            default: break
+                            }
                         }
+                        group.cancelAll()
                     }
                 }
             } catch {
