@@ -120,7 +120,7 @@ public final class ReplicaProcesses: Sendable {
         guard let process = processes.withLock({ $0.removeValue(forKey: id) }) else { return }
         if process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            waitForExit(process)
         }
         paused.withLock { _ = $0.remove(id) }
     }
@@ -152,7 +152,7 @@ public final class ReplicaProcesses: Sendable {
         while ContinuousClock.now < deadline, running.values.contains(where: \.isRunning) { usleep(20_000) }
         for process in running.values where process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            waitForExit(process)
         }
         paused.withLock { $0 = [] }
     }

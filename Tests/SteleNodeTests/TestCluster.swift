@@ -96,7 +96,7 @@ final class TestCluster: @unchecked Sendable {
     func kill9(_ id: ReplicaID) {
         guard let process = processes[id], process.isRunning else { return }
         kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
+        waitForExit(process)
         processes[id] = nil
     }
 
@@ -116,7 +116,7 @@ final class TestCluster: @unchecked Sendable {
         while Date() < deadline, processes.values.contains(where: \.isRunning) { usleep(20_000) }
         for (_, process) in processes where process.isRunning {
             kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+            waitForExit(process)
         }
         processes = [:]
         if ProcessInfo.processInfo.environment["STELE_KEEP_E2E"] == nil {
