@@ -43,6 +43,12 @@ public struct SubmitResult: Sendable, Equatable, Codable {
         (self.timestamp, self.height, self.blockDigest, self.latencyMicroseconds) = (timestamp, height, blockDigest, latencyMicroseconds)
     }
 
+    /// The result of the request sent at `start` with `timestamp`, its latency measured now.
+    init(_ result: Reply.Result, timestamp: UInt64, since start: ContinuousClock.Instant) {
+        self.init(timestamp: timestamp, height: result.height.value, blockDigest: result.blockHash,
+                  latencyMicroseconds: UInt64(start.duration(to: .now).nanoseconds / 1000))
+    }
+
     enum CodingKeys: String, CodingKey { case timestamp, height, blockHash, latencyMicroseconds }
 
     public init(from decoder: any Decoder) throws {
@@ -215,8 +221,7 @@ public final class SteleClient: Sendable {
     /// the calling task ends the wait at once with `CancellationError` (the request may still
     /// commit).
     public func submit(_ payload: [UInt8], timeout: Duration = .seconds(30)) async throws -> SubmitResult {
-        let limit = CodecLimits.standard.payloadBytesMax
-        guard payload.count <= limit else { throw ClientError(code: .payloadTooLarge(bytes: payload.count, limit: limit)) }
+        if let refusal = Self.refusal(of: payload) { throw refusal }
         let start = ContinuousClock.now
         let request = signer.request(timestamp: nextTimestamp(), payload: payload)
         let timestamp = request.timestamp
@@ -230,8 +235,7 @@ public final class SteleClient: Sendable {
         } onCancel: {
             abandon(timestamp)
         }
-        return SubmitResult(timestamp: timestamp, height: result.height.value, blockDigest: result.blockHash,
-                            latencyMicroseconds: UInt64(start.duration(to: .now).nanoseconds / 1000))
+        return SubmitResult(result, timestamp: timestamp, since: start)
     }
 
     /// Submits one transaction without waiting: `completion` is called exactly once, with the
@@ -243,20 +247,19 @@ public final class SteleClient: Sendable {
     /// client's CPU).
     public func submit(_ payload: [UInt8], timeout: Duration = .seconds(30),
                        completion: @escaping @Sendable (Result<SubmitResult, any Error>) -> Void) {
-        let limit = CodecLimits.standard.payloadBytesMax
-        guard payload.count <= limit else {
-            completion(.failure(ClientError(code: .payloadTooLarge(bytes: payload.count, limit: limit))))
-            return
-        }
+        if let refusal = Self.refusal(of: payload) { return completion(.failure(refusal)) }
         let start = ContinuousClock.now
         let request = signer.request(timestamp: nextTimestamp(), payload: payload)
         let timestamp = request.timestamp
         send(request, start: start, timeout: timeout) { result in
-            completion(result.map { result in
-                SubmitResult(timestamp: timestamp, height: result.height.value, blockDigest: result.blockHash,
-                             latencyMicroseconds: UInt64(start.duration(to: .now).nanoseconds / 1000))
-            })
+            completion(result.map { SubmitResult($0, timestamp: timestamp, since: start) })
         }
+    }
+
+    /// Why `payload` cannot be submitted, if it cannot.
+    private static func refusal(of payload: [UInt8]) -> ClientError? {
+        let limit = CodecLimits.standard.payloadBytesMax
+        return payload.count <= limit ? nil : ClientError(code: .payloadTooLarge(bytes: payload.count, limit: limit))
     }
 
     /// Registers `request` as pending and sends it to the primary this client believes in.

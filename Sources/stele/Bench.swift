@@ -236,7 +236,7 @@ struct Bench: AsyncParsableCommand {
         let measureFrom = start + .milliseconds(Int64(warmup * 1000))
         let stopAt = measureFrom + .milliseconds(Int64(duration * 1000))
         let payloadBytes = [UInt8](repeating: 0x61, count: payload)
-        let totals = Locked((acknowledged: 0, failed: 0, histogram: Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)))
+        let totals = Locked(LoadTally())
         let cpuAtStart = Locked<(replicas: Double, client: Double)?>(nil)
         let rssSamples = Locked<[RSSSample]>([])
         let rssInterval = Duration.milliseconds(Int64(max(1, (warmup + duration) / 30) * 1000))
@@ -273,11 +273,7 @@ struct Bench: AsyncParsableCommand {
                         } else {
                             tally = await ClosedLoop(client: client, payload: payloadBytes, measureFrom: measureFrom, stopAt: stopAt).run(chains: outstanding)
                         }
-                        totals.withLock { totals in
-                            totals.acknowledged += tally.acknowledged
-                            totals.failed += tally.failed
-                            totals.histogram.add(tally.histogram)
-                        }
+                        totals.withLock { $0.add(tally) }
                     }
                 }
             }
@@ -321,11 +317,7 @@ struct Bench: AsyncParsableCommand {
                 }
             }
             var total = LoadTally()
-            for await tally in group {
-                total.acknowledged += tally.acknowledged
-                total.failed += tally.failed
-                total.histogram.add(tally.histogram)
-            }
+            for await tally in group { total.add(tally) }
             return total
         }
     }
@@ -414,6 +406,12 @@ struct LoadTally: Sendable {
     var acknowledged = 0
     var failed = 0
     var histogram = Histogram<UInt64>(highestTrackableValue: 120_000_000, numberOfSignificantValueDigits: .three)
+
+    mutating func add(_ other: LoadTally) {
+        acknowledged += other.acknowledged
+        failed += other.failed
+        histogram.add(other.histogram)
+    }
 
     mutating func record(_ result: Result<SubmitResult, any Error>, sent: ContinuousClock.Instant, now: ContinuousClock.Instant,
                          measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant) {
