@@ -80,7 +80,8 @@ let package = Package(
         .testTarget(name: "SteleSimTests", dependencies: ["SteleSim", "SteleHarness"]),
         .testTarget(
             name: "SteleNodeTests",
-            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", .product(name: "NIOEmbedded", package: "swift-nio")]
+            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
     ]

@@ -3,6 +3,7 @@ import NIOCore
 import NIOPosix
 import SteleCore
 import SteleCrypto
+import Synchronization
 
 public typealias FrameChannel = NIOAsyncChannel<Frame, Frame>
 
@@ -63,9 +64,34 @@ func connectFrameChannel(to endpoint: ReplicaEndpoint, frameBytesMax: Int) async
         }
 }
 
-/// An accepted connection and its frame limit.
+/// An accepted channel on its way to the task that serves it.
+///
+/// NIO hands accepted channels over through a buffer, and a cancelled accept loop (a replica
+/// stopping on SIGTERM) drops that buffer unread. NIO traps when a channel's writer is released
+/// unfinished, so a channel dropped before anyone took it closes itself here (NIO issue 2813;
+/// the test is `ShutdownTests`).
+final class AcceptedChannel<Inbound: Sendable, Outbound: Sendable>: Sendable {
+    private let channel: NIOAsyncChannel<Inbound, Outbound>
+    private let taken = Atomic<Bool>(false)
+
+    init(_ channel: NIOAsyncChannel<Inbound, Outbound>) { self.channel = channel }
+
+    /// The channel, for the one task that serves it; that task closes it with `executeThenClose`.
+    func take() -> NIOAsyncChannel<Inbound, Outbound> {
+        taken.store(true, ordering: .releasing)
+        return channel
+    }
+
+    deinit {
+        guard !taken.load(ordering: .acquiring) else { return }
+        let channel = self.channel
+        Task { try? await channel.executeThenClose { _, _ in } }
+    }
+}
+
+/// An accepted replica or client connection and its frame limit.
 struct InboundConnection: Sendable {
-    let channel: FrameChannel
+    let accepted: AcceptedChannel<Frame, Frame>
     let frameLimit: FrameLimit
 }
 

@@ -44,14 +44,14 @@ public enum PrometheusMetrics {
             .bind(host: host, port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                    return try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel)
+                    return AcceptedChannel(try NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>(wrappingChannelSynchronously: channel))
                 }
             }
         try await withThrowingDiscardingTaskGroup { group in
             try await server.executeThenClose { connections in
                 for try await connection in connections {
                     group.addTask {
-                        try? await connection.executeThenClose { inbound, outbound in
+                        try? await connection.take().executeThenClose { inbound, outbound in
                             for try await part in inbound {
                                 guard case .head(let request) = part else { continue }
                                 let found = request.uri == "/metrics" || request.uri.hasPrefix("/metrics?")

@@ -148,7 +148,7 @@ public final class ReplicaNode: Sendable {
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .bind(host: endpoint.host, port: Int(endpoint.port)) { channel in
                 let limit = FrameLimit(self.settings.frameBytesMax)
-                return wrapFrameChannel(channel, limit: limit).map { InboundConnection(channel: $0, frameLimit: limit) }
+                return wrapFrameChannel(channel, limit: limit).map { InboundConnection(accepted: AcceptedChannel($0), frameLimit: limit) }
             }
         logger.info("listening", metadata: ["address": "\(endpoint.host):\(endpoint.port)"])
         try await withThrowingDiscardingTaskGroup { group in
@@ -383,7 +383,7 @@ public final class ReplicaNode: Sendable {
     /// One inbound connection: handshake, then frames. Catches its own errors: one bad peer
     /// never takes the server down.
     private func serveConnection(_ connection: InboundConnection) async {
-        let channel = connection.channel
+        let channel = connection.accepted.take()
         let remote = channel.channel.remoteAddress.map { "\($0)" } ?? "unknown"
         // Cheapest check first: too many connections still in their handshake are closed
         // before any signature is made or checked for them.
@@ -392,7 +392,7 @@ public final class ReplicaNode: Sendable {
         defer { if handshaking { handshakesInFlight.wrappingSubtract(1, ordering: .relaxed) } }
         guard inFlight <= settings.handshakesInFlightMax else {
             shed("connection")
-            try? await channel.channel.close()
+            try? await channel.executeThenClose { _, _ in }
             return
         }
         do {
