@@ -383,22 +383,15 @@ public final class SteleClient: Sendable {
                     _ = try await driver.asConnector(inbound: &iterator, outbound: outbound, expected: .replica(replica))
                     deadline.cancel()
                     backoff = .milliseconds(50)
-                    try await withThrowingTaskGroup(of: Void.self) { group in
-                        group.addTask {
-                            while !Task.isCancelled {
-                                let frames = await mailbox.takeAll()
-                                if frames.isEmpty { return }
-                                try await outbound.write(contentsOf: frames)
-                            }
+                    // Queued requests are written from the event loop itself (`FrameDrain`).
+                    try await FrameDrain.install(on: channel.channel, draining: mailbox)
+                    defer { mailbox.setWakeHandler(nil) }
+                    while let frame = try await iterator.next() {
+                        switch frame {
+                        case .message(.reply(let reply)): accept(reply, from: replica)
+                        case .statusResponse(let json): deliverStatus(json, from: replica)
+                        default: break
                         }
-                        while let frame = try await iterator.next() {
-                            switch frame {
-                            case .message(.reply(let reply)): accept(reply, from: replica)
-                            case .statusResponse(let json): deliverStatus(json, from: replica)
-                            default: break
-                            }
-                        }
-                        group.cancelAll()
                     }
                 }
             } catch {

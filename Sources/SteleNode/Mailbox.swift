@@ -15,6 +15,17 @@ public final class Mailbox<Item: Sendable>: Sendable {
         var droppedCount = 0
         /// While above zero, posts do not wake the consumer (`holdingWakeUps`).
         var holds = 0
+        /// A consumer that is called instead of awaited (`setWakeHandler`), and whether the
+        /// next post should call it (it is re-armed by `takeAllNow`).
+        var wakeHandler: (@Sendable () -> Void)?
+        var armed = true
+
+        /// The wake handler if it is armed (disarming it), else nil.
+        mutating func takeWakeHandler() -> (@Sendable () -> Void)? {
+            guard armed, let wakeHandler else { return nil }
+            armed = false
+            return wakeHandler
+        }
     }
 
     private let state = Mutex(State())
@@ -34,8 +45,8 @@ public final class Mailbox<Item: Sendable>: Sendable {
     @discardableResult
     public func post(_ item: Item) -> Bool {
         let weight = weigh?(item) ?? 0
-        let (queued, waiter): (Bool, CheckedContinuation<Void, Never>?) = state.withLock { state in
-            guard !state.closed else { return (false, nil) }
+        let (queued, waiter, handler): (Bool, CheckedContinuation<Void, Never>?, (@Sendable () -> Void)?) = state.withLock { state in
+            guard !state.closed else { return (false, nil, nil) }
             if state.items.count >= capacity {
                 // Drop the oldest half at once: amortised O(1) per post under overload.
                 drop(max(1, capacity / 2), from: &state)
@@ -48,11 +59,12 @@ public final class Mailbox<Item: Sendable>: Sendable {
                 state.weights.append(weight)
                 state.bytes += weight
             }
-            guard state.holds == 0 else { return (true, nil) }
+            guard state.holds == 0 else { return (true, nil, nil) }
             defer { state.waiter = nil }
-            return (true, state.waiter)
+            return (true, state.waiter, state.takeWakeHandler())
         }
         waiter?.resume()
+        handler?()
         return queued
     }
 
@@ -67,13 +79,40 @@ public final class Mailbox<Item: Sendable>: Sendable {
     }
 
     private func releaseHold() {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let (waiter, handler) = state.withLock { state -> (CheckedContinuation<Void, Never>?, (@Sendable () -> Void)?) in
             state.holds -= 1
-            guard state.holds == 0, !state.items.isEmpty || state.closed else { return nil }
+            guard state.holds == 0, !state.items.isEmpty || state.closed else { return (nil, nil) }
             defer { state.waiter = nil }
-            return state.waiter
+            return (state.waiter, state.items.isEmpty ? nil : state.takeWakeHandler())
         }
         waiter?.resume()
+        handler?()
+    }
+
+    /// Makes `handler` the consumer: it is called (on the posting thread, outside the lock)
+    /// when items arrive, once until `takeAllNow` takes them, and at once if items are already
+    /// queued. It must not block; typically it schedules `takeAllNow` on an event loop. This
+    /// saves the hand-off to a consumer task for every burst. Nil restores `takeAll`.
+    public func setWakeHandler(_ handler: (@Sendable () -> Void)?) {
+        let callNow = state.withLock { state -> (@Sendable () -> Void)? in
+            state.wakeHandler = handler
+            state.armed = true
+            return state.items.isEmpty || state.holds > 0 ? nil : state.takeWakeHandler()
+        }
+        callNow?()
+    }
+
+    /// Takes everything queued without waiting (possibly nothing), and re-arms the wake handler.
+    public func takeAllNow() -> [Item] {
+        state.withLock { state in
+            state.armed = true
+            defer {
+                state.items.removeAll(keepingCapacity: true)
+                state.weights.removeAll(keepingCapacity: true)
+                state.bytes = 0
+            }
+            return state.items
+        }
     }
 
     private func drop(_ count: Int, from state: inout State) {
@@ -131,6 +170,9 @@ public final class Mailbox<Item: Sendable>: Sendable {
     }
 
     public var droppedCount: Int { state.withLock { $0.droppedCount } }
+
+    /// How many items are queued.
+    public var count: Int { state.withLock { $0.items.count } }
 
     /// Whether the consumer is waiting in `takeAll` (for tests).
     var hasWaiter: Bool { state.withLock { $0.waiter != nil } }

@@ -420,7 +420,7 @@ public final class ReplicaNode: Sendable {
                     }
                     try await serveReplica(peerID, iterator: &iterator)
                 case .client(let key):
-                    try await serveClient(key, iterator: &iterator, outbound: outbound)
+                    try await serveClient(key, channel: channel.channel, iterator: &iterator, outbound: outbound)
                 }
             }
         } catch {
@@ -453,7 +453,7 @@ public final class ReplicaNode: Sendable {
         }
     }
 
-    private func serveClient(_ key: PublicKey, iterator: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
+    private func serveClient(_ key: PublicKey, channel: any Channel, iterator: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
                              outbound: NIOAsyncChannelOutboundWriter<Frame>) async throws {
         let mailbox = Mailbox<Frame>(capacity: settings.clientQueueFramesMax)
         let accepted = clients.withLock { clients -> Bool in
@@ -472,58 +472,50 @@ public final class ReplicaNode: Sendable {
             }
             mailbox.close()
         }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                while true {
-                    let frames = await mailbox.takeAll()
-                    if frames.isEmpty { return }
-                    try await outbound.write(contentsOf: frames)
+        // Replies are written from the event loop itself (`FrameDrain`).
+        try await FrameDrain.install(on: channel, draining: mailbox)
+        defer { mailbox.setWakeHandler(nil) }
+        var gate = RequestGate(limits: settings.requestLimits)
+        while let frame = try await iterator.next() {
+            switch frame {
+            case .message(.request(let request)):
+                guard request.client == key else {
+                    throw ConnectionError(description: "client sent a request signed by another key")
                 }
-            }
-            var gate = RequestGate(limits: settings.requestLimits)
-            while let frame = try await iterator.next() {
-                switch frame {
-                case .message(.request(let request)):
-                    guard request.client == key else {
-                        throw ConnectionError(description: "client sent a request signed by another key")
-                    }
-                    let now = ContinuousClock.now
-                    switch gate.admit(request, now: now) {
-                    case .drop(.rateLimited):
-                        shed("rate")
-                        continue
-                    case .drop(.duplicate):
-                        shed("duplicate")
-                        continue
-                    case .forwardVerified:
-                        inbox.post(.clientRequest(request))
-                        continue
-                    case .verify:
-                        break
-                    }
-                    guard verifier.verify(request) else {
-                        shed("signature")
-                        logger.debug("dropping request with a bad signature", metadata: ["client": "\(key)"])
-                        do {
-                            try gate.badSignature()
-                        } catch {
-                            shed("connection")
-                            try? await outbound.write(.refusal("\(error)"))
-                            throw ConnectionError(description: "client \(key): \(error)")
-                        }
-                        continue
-                    }
-                    gate.verified(request, now: now)
+                let now = ContinuousClock.now
+                switch gate.admit(request, now: now) {
+                case .drop(.rateLimited):
+                    shed("rate")
+                    continue
+                case .drop(.duplicate):
+                    shed("duplicate")
+                    continue
+                case .forwardVerified:
                     inbox.post(.clientRequest(request))
-                case .statusRequest:
-                    let json = (try? JSONEncoder().encode(currentStatus)).map { Array($0) } ?? []
-                    mailbox.post(.statusResponse(json))
-                default:
-                    throw ConnectionError(description: "client sent a \(frame.kind) frame")
+                    continue
+                case .verify:
+                    break
                 }
+                guard verifier.verify(request) else {
+                    shed("signature")
+                    logger.debug("dropping request with a bad signature", metadata: ["client": "\(key)"])
+                    do {
+                        try gate.badSignature()
+                    } catch {
+                        shed("connection")
+                        try? await outbound.write(.refusal("\(error)"))
+                        throw ConnectionError(description: "client \(key): \(error)")
+                    }
+                    continue
+                }
+                gate.verified(request, now: now)
+                inbox.post(.clientRequest(request))
+            case .statusRequest:
+                let json = (try? JSONEncoder().encode(currentStatus)).map { Array($0) } ?? []
+                mailbox.post(.statusResponse(json))
+            default:
+                throw ConnectionError(description: "client sent a \(frame.kind) frame")
             }
-            mailbox.close()
-            try await group.waitForAll()
         }
     }
 
@@ -590,15 +582,16 @@ public final class ReplicaNode: Sendable {
                     connectedPeers.withLock { _ = $0.insert(peer) }
                     defer { connectedPeers.withLock { _ = $0.remove(peer) } }
                     logger.info("connected to peer", metadata: ["peer": "\(peer.value)"])
-                    // The peer sends nothing on this link; a closed connection shows up as a
-                    // failed write, and the link reconnects.
-                    while !Task.isCancelled {
-                        let frames = await mailbox.takeAll()
-                        if frames.isEmpty { return }
-                        // The size estimate is cheap; only a frame it puts over the limit is looked at.
-                        let oversize = frames.contains { $0.queuedByteEstimate > peerFrameBytesMax }
-                        try await outbound.write(contentsOf: oversize ? frames.filter { fitsOneFrame($0, to: peer) } : frames)
+                    // Queued frames are written from the event loop itself (`FrameDrain`). The
+                    // size estimate is cheap; only a frame it puts over the limit is looked at.
+                    try await FrameDrain.install(on: channel.channel, draining: mailbox) { frames in
+                        let oversize = frames.contains { $0.queuedByteEstimate > self.peerFrameBytesMax }
+                        return oversize ? frames.filter { self.fitsOneFrame($0, to: peer) } : frames
                     }
+                    defer { mailbox.setWakeHandler(nil) }
+                    // The peer sends nothing on this link: the inbound side ends when the
+                    // connection closes, and the link reconnects.
+                    while try await iterator.next() != nil {}
                 }
             } catch {
                 logger.debug("peer link down", metadata: ["peer": "\(peer.value)", "reason": "\(error)"])

@@ -285,6 +285,33 @@ struct MailboxTests {
         #expect(await next.value == [7])
     }
 
+    @Test("a wake handler is called once per burst until the items are taken, at once for items already queued, and not during a hold")
+    func wakeHandler() {
+        let mailbox = Mailbox<Int>(capacity: 64)
+        let calls = Mutex(0)
+        mailbox.post(1)
+        mailbox.setWakeHandler { calls.withLock { $0 += 1 } }
+        #expect(calls.withLock { $0 } == 1, "items queued before the handler was set call it at once")
+        mailbox.post(2)
+        #expect(calls.withLock { $0 } == 1, "not again before the items are taken")
+        #expect(mailbox.takeAllNow() == [1, 2])
+        #expect(mailbox.takeAllNow() == [])
+        mailbox.post(3)
+        mailbox.post(4)
+        #expect(calls.withLock { $0 } == 2, "once for the next burst")
+        #expect(mailbox.takeAllNow() == [3, 4])
+        Mailbox.holdingWakeUps(of: [mailbox]) {
+            mailbox.post(5)
+            #expect(calls.withLock { $0 } == 2, "held")
+        }
+        #expect(calls.withLock { $0 } == 3, "called when the hold ends")
+        #expect(mailbox.takeAllNow() == [5])
+        mailbox.setWakeHandler(nil)
+        mailbox.post(6)
+        #expect(calls.withLock { $0 } == 3, "removed")
+        #expect(mailbox.takeAllNow() == [6])
+    }
+
     @Test("a closed mailbox refuses posts and wakes its consumer with nothing")
     func close() async {
         let mailbox = Mailbox<Int>(capacity: 8)
