@@ -20,6 +20,16 @@ public final class Mailbox<Item: Sendable>: Sendable {
         var wakeHandler: (@Sendable () -> Void)?
         var armed = true
 
+        /// Everything queued, leaving the queue empty.
+        mutating func takeItems() -> [Item] {
+            defer {
+                items.removeAll(keepingCapacity: true)
+                weights.removeAll(keepingCapacity: true)
+                bytes = 0
+            }
+            return items
+        }
+
         /// The wake handler if it is armed (disarming it), else nil.
         mutating func takeWakeHandler() -> (@Sendable () -> Void)? {
             guard armed, let wakeHandler else { return nil }
@@ -106,12 +116,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
     public func takeAllNow() -> [Item] {
         state.withLock { state in
             state.armed = true
-            defer {
-                state.items.removeAll(keepingCapacity: true)
-                state.weights.removeAll(keepingCapacity: true)
-                state.bytes = 0
-            }
-            return state.items
+            return state.takeItems()
         }
     }
 
@@ -129,14 +134,7 @@ public final class Mailbox<Item: Sendable>: Sendable {
     public func takeAll() async -> [Item] {
         while true {
             let taken: [Item]? = state.withLock { state in
-                if !state.items.isEmpty {
-                    defer {
-                        state.items.removeAll(keepingCapacity: true)
-                        state.weights.removeAll(keepingCapacity: true)
-                        state.bytes = 0
-                    }
-                    return state.items
-                }
+                if !state.items.isEmpty { return state.takeItems() }
                 return state.closed ? [] : nil
             }
             if let taken { return taken }
