@@ -44,12 +44,7 @@ struct DurabilityOrderTests {
         let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-durability-\(UUID().uuidString.prefix(8))").path
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        let ports = try LocalPorts.free(4)
-        let keys = (0..<4).map { _ in KeyPair.generate() }
-        let endpoints = (0..<4).map { index in
-            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(ports[index]), publicKey: keys[index].publicKey)
-        }
-        let config = try ClusterConfig(cluster: ClusterID(bytes: SecureRandom.bytes(16))!, f: 1, replicas: endpoints)
+        let (config, keys) = try localCluster()
         let logger = Logger(label: "test.durability") { _ in SwiftLogNoOpLogHandler() }
         var settings = NodeSettings()
         settings.tickInterval = .milliseconds(20)

@@ -54,16 +54,11 @@ struct ShutdownTests {
         defer { try? FileManager.default.removeItem(atPath: root) }
         let logger = Logger(label: "test.shutdown") { _ in SwiftLogNoOpLogHandler() }
         for round in 0..<6 {
-            let ports = try LocalPorts.free(4)
-            let keys = (0..<4).map { _ in KeyPair.generate() }
-            let endpoints = (0..<4).map { index in
-                ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(ports[index]), publicKey: keys[index].publicKey)
-            }
-            let config = try ClusterConfig(cluster: ClusterID(bytes: SecureRandom.bytes(16))!, f: 1, replicas: endpoints)
+            let (config, keys) = try localCluster()
             let store = try LedgerStore.create(path: "\(root)/ledger-\(round).stele", genesis: config.genesis)
             let node = try ReplicaNode(config: config, id: ReplicaID(0), keyPair: keys[0], ledger: store,
                                        walPath: "\(root)/wal-\(round).log", logger: logger)
-            let made = try await burstThenCancel(port: ports[0]) { try await node.run() }
+            let made = try await burstThenCancel(port: Int(config.replicas[0].port)) { try await node.run() }
             #expect(made > 0, "round \(round): connections were made before the cancel")
         }
     }
