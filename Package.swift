@@ -84,5 +84,6 @@ let package = Package(
                            .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
+        .testTarget(name: "SteleCommandTests", dependencies: ["stele", "SteleNode", "SteleCore"]),
     ]
 )

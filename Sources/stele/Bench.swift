@@ -306,12 +306,15 @@ struct Bench: AsyncParsableCommand {
                     while ContinuousClock.now < stopAt {
                         // A send due after the run would only stretch it (and its CPU figures).
                         if nextSend >= stopAt { break }
-                        if nextSend > ContinuousClock.now { try? await Task.sleep(until: nextSend) }
+                        let due = nextSend
+                        if due > ContinuousClock.now { try? await Task.sleep(until: due) }
                         nextSend += perRequestInterval
-                        let sent = ContinuousClock.now
                         let result: Result<SubmitResult, any Error>
                         do { result = .success(try await client.submit(payload, timeout: .seconds(20))) } catch { result = .failure(error) }
-                        tally.record(result, sent: sent, now: .now, measureFrom: measureFrom, stopAt: stopAt)
+                        // Counted from when the request was due, not from when it went out: a
+                        // late timer or a previous request still outstanding delays the send,
+                        // and that wait belongs to the latency an open-loop user sees.
+                        tally.record(result, sent: due, now: .now, measureFrom: measureFrom, stopAt: stopAt, latencyFrom: due)
                     }
                     return tally
                 }
@@ -400,6 +403,12 @@ struct Bench: AsyncParsableCommand {
 }
 
 
+/// A non-negative duration in whole microseconds.
+func microseconds(_ duration: Duration) -> UInt64 {
+    let (seconds, attoseconds) = duration.components
+    return UInt64(max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
+}
+
 /// What one client's load counted: requests sent after the warm-up that were acknowledged by
 /// `stopAt` (with their latency) or failed.
 struct LoadTally: Sendable {
@@ -413,14 +422,18 @@ struct LoadTally: Sendable {
         histogram.add(other.histogram)
     }
 
+    /// `latencyFrom`: the open loop's due time; without it the latency is the client's, from
+    /// the submit call to the accepted result.
     mutating func record(_ result: Result<SubmitResult, any Error>, sent: ContinuousClock.Instant, now: ContinuousClock.Instant,
-                         measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant) {
+                         measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant,
+                         latencyFrom due: ContinuousClock.Instant? = nil) {
         guard sent >= measureFrom else { return }
         switch result {
         case .success(let result):
             guard now <= stopAt else { return }
             acknowledged += 1
-            _ = histogram.record(result.latencyMicroseconds)
+            let latency = due.map { microseconds($0.duration(to: now)) } ?? result.latencyMicroseconds
+            _ = histogram.record(latency)
         case .failure:
             failed += 1
         }
