@@ -169,5 +169,6 @@ struct Deadline: Sendable {
 }
 
 extension Duration {
-    var nanoseconds: Int64 { Int64(components.seconds) * 1_000_000_000 + Int64(components.attoseconds / 1_000_000_000) }
+    /// The duration in whole nanoseconds (negative if it is).
+    public var nanoseconds: Int64 { Int64(components.seconds) * 1_000_000_000 + Int64(components.attoseconds / 1_000_000_000) }
 }

@@ -403,12 +403,6 @@ struct Bench: AsyncParsableCommand {
 }
 
 
-/// A non-negative duration in whole microseconds.
-func microseconds(_ duration: Duration) -> UInt64 {
-    let (seconds, attoseconds) = duration.components
-    return UInt64(max(0, seconds * 1_000_000 + attoseconds / 1_000_000_000_000))
-}
-
 /// What one client's load counted: requests sent after the warm-up that were acknowledged by
 /// `stopAt` (with their latency) or failed.
 struct LoadTally: Sendable {
@@ -432,7 +426,7 @@ struct LoadTally: Sendable {
         case .success(let result):
             guard now <= stopAt else { return }
             acknowledged += 1
-            let latency = due.map { microseconds($0.duration(to: now)) } ?? result.latencyMicroseconds
+            let latency = due.map { UInt64(max(0, $0.duration(to: now).nanoseconds) / 1000) } ?? result.latencyMicroseconds
             _ = histogram.record(latency)
         case .failure:
             failed += 1
