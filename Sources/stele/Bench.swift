@@ -110,7 +110,7 @@ struct Bench: AsyncParsableCommand {
     @Option(help: "Payload bytes per transaction.")
     var payload: Int = 100
 
-    @Option(help: "Open loop: offered transactions per second over all clients (0 = closed loop).")
+    @Option(help: "Open loop: offered transactions per second over all clients, latency counted from each request's due time (0 = closed loop).")
     var rate: Double = 0
 
     @Option(name: .customLong("pipeline-depth"), help: "Batches the primary keeps in flight (protocol parameter pipelineDepthMax).")
