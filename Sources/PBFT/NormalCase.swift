@@ -180,9 +180,9 @@ extension Replica {
     /// proposed by a primary nor accepted by a backup — or the ledger would hold it twice.
     ///
     /// The same holds for every PRE-PREPARE accepted at an unexecuted sequence in any earlier
-    /// view (`acceptedRequests`): a certificate prepared in view v needs f+1 correct replicas to
-    /// have accepted its PRE-PREPARE, and a fresh ordering at another sequence needs f+1 correct
-    /// replicas too, so some correct replica refuses the fresh one. Sorted, for deterministic
+    /// view (`acceptedRequests`): a certificate prepared in view v needs q replicas, so q - f
+    /// correct ones, to have accepted its PRE-PREPARE, and a fresh ordering at another sequence
+    /// needs q - f correct replicas too; 2(q - f) > n - f, so some correct replica refuses it. Sorted, for deterministic
     /// violation reports.
     func preparedRequests() -> [RequestKey: [SequenceNumber]] {
         var keys = [RequestKey: Set<SequenceNumber>]()
@@ -288,11 +288,13 @@ extension Replica {
         out.send(.commit(commit), to: peer)
     }
 
-    /// prepared(m, v, s, i): the PRE-PREPARE and 2f matching PREPAREs from distinct backups.
+    /// prepared(m, v, s, i): the PRE-PREPARE and q - 1 matching PREPAREs from distinct backups
+    /// (q replicas in all; the paper's 2f at n = 3f + 1). With fewer, two certificates for one
+    /// (v, s) could meet only in faulty replicas when n > 3f + 1 (ClusterConfig.quorum).
     mutating func checkPrepared(_ sequence: SequenceNumber, _ out: inout Outbox) {
         guard var slot = log[sequence], let prePrepare = slot.prePrepare, !slot.isPrepared else { return }
         let prepares = slot.matchingPrepares(prePrepare.digest)
-        let needed = 2 * config.f
+        let needed = config.preparesForCertificate
         guard prepares.count >= needed else { return }
         let certificate = PreparedCertificate(prePrepare: prePrepare, prepares: Array(prepares.prefix(needed)))
         slot.preparedCertificate = certificate
@@ -308,7 +310,7 @@ extension Replica {
         preparedCertificates[certificate.sequence] = certificate
     }
 
-    /// committed-local(m, v, s, i): prepared and 2f+1 matching COMMITs from distinct members.
+    /// committed-local(m, v, s, i): prepared and q matching COMMITs from distinct members.
     mutating func checkCommitted(_ sequence: SequenceNumber, _ out: inout Outbox) {
         guard var slot = log[sequence], let prePrepare = slot.prePrepare, slot.isPrepared, !slot.isCommittedLocal else { return }
         let commits = slot.matchingCommits(prePrepare.digest)

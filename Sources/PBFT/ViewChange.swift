@@ -169,7 +169,7 @@ extension Replica {
 
     /// Checks a VIEW-CHANGE's quorum shapes (its signatures were checked by the shell): the
     /// checkpoint proof, and each prepared certificate — PRE-PREPARE from its view's primary,
-    /// view below the new view, sequence inside the checkpoint's window, 2f matching PREPAREs
+    /// view below the new view, sequence inside the checkpoint's window, q - 1 matching PREPAREs
     /// from distinct backups — at most one per sequence.
     public func validate(_ viewChange: ViewChange) throws(ProtocolViolation) {
         let sender = viewChange.replica
@@ -221,7 +221,8 @@ extension Replica {
         guard let backups = QuorumShape.distinctMembers(certificate.prepares.map(\.replica), config: config) else {
             return "PREPAREs repeat a replica or come from a non-member"
         }
-        guard backups.count >= 2 * config.f else { return "fewer than 2f PREPAREs" }
+        let needed = config.preparesForCertificate
+        guard backups.count >= needed else { return "\(backups.count) PREPAREs from distinct backups, a prepared certificate needs q - 1 = \(needed)" }
         return nil
     }
 }

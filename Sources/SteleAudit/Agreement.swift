@@ -91,7 +91,7 @@ struct Agreement {
         let bothCertified = forensics.sides.allSatisfy(\.certified)
         return Finding(
             severity: .violation, code: bothCertified ? .fork : .divergentBlock, file: a.name, height: height, byteOffset: offsetA,
-            replicas: forensics.signedBoth.map { ReplicaID($0) },
+            replicas: forensics.equivocators.map { ReplicaID($0) },
             message: "\(a.name) and \(b.name) first disagree at height \(height) (block \(forensics.sides[0].blockHash.prefix(12)) vs \(forensics.sides[1].blockHash.prefix(12))). "
                 + forensics.explanation,
             forensics: forensics)
@@ -133,7 +133,7 @@ extension Forensics {
             uncertified: [sideA, sideB].filter { !$0.certified }.map(\.file))
         return Forensics(
             height: a.height.value, sides: [sideA, sideB], signedBoth: signedBoth, sameView: sameView, digestsDiffer: digestsDiffer,
-            equivocationProven: facts.equivocationProven, moreThanFImplicated: signedBoth.count > config.f,
+            equivocationProven: facts.equivocationProven, moreThanFImplicated: facts.equivocationProven && signedBoth.count > config.f,
             safetyAssumptionBroken: bothCertified && digestsDiffer, explanation: facts.explanation)
     }
 
@@ -171,11 +171,14 @@ extension Forensics {
                 return "The block in \(uncertified.joined(separator: " and ")) has no valid commit certificate: the cluster never committed it, so that file is corrupt or forged (see its own findings)."
             }
             let who = signedBoth.isEmpty ? "no replica" : signedBoth.map { "r\($0)" }.joined(separator: ", ")
+            let crossView = signedBoth.isEmpty
+                ? "No replica signed both."
+                : "\(who) signed commits for both, in different views: that is not proof of a fault (a correct replica that committed-local in one view may vote for another digest in a later view whose NEW-VIEW was built without its VIEW-CHANGE), so no replica is named."
             let count = "\(signedBoth.count) replica(s) implicated, " + (signedBoth.count > f ? "more than f = \(f)" : "not more than f = \(f)")
             if sameView {
                 return "Both certificates are valid and in view \(views.0): \(who) signed COMMIT for two different batch digests at (view \(views.0), height \(height)) — proof of equivocation. \(count). Two conflicting certificates cannot exist while at most f replicas are faulty: the 3f+1 assumption was broken."
             }
-            return "Both certificates are valid, in different views (\(views.0) and \(views.1)); \(who) signed commits for different digests at height \(height) across views. A correct replica never commits conflicting digests for one height, and two conflicting certificates cannot exist while at most f replicas are faulty: the 3f+1 assumption was broken (\(count)); the replicas that signed both, and the view change between the views, are where to look."
+            return "Both certificates are valid, in different views (\(views.0) and \(views.1)), for different digests at height \(height). Two conflicting certificates cannot exist while at most f replicas are faulty: the 3f+1 assumption was broken. \(crossView) The faulty replicas are those whose VIEW-CHANGEs between the two views hid a prepared certificate; the ledgers do not hold those messages."
         }
     }
 }

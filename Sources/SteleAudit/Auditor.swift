@@ -221,13 +221,25 @@ struct AuditRun {
 /// Checks on the trust anchor itself beyond what `ClusterConfig` enforces when it loads.
 public enum ConfigChecks {
     public static func findings(_ config: ClusterConfig) -> [Finding] {
-        // Two quorums of q out of n share at least 2q - n replicas; safety needs that to be
-        // at least f + 1 (one correct replica in every intersection).
-        let intersection = 2 * config.quorum - config.n
-        guard intersection <= config.f else { return [] }
-        return [Finding(
+        // Two quorums of q out of n share at least 2q - n replicas; safety needs that to be at
+        // least f + 1 (one correct replica in every intersection), and liveness needs q <= n - f.
+        // Only a config that states its own quorum can break this (ClusterConfig.quorum).
+        let rule = ClusterConfig.safeQuorum(n: config.n, f: config.f)
+        var findings = [Finding]()
+        if config.quorumIntersection <= config.f {
+            findings.append(configFinding(
+                "n = \(config.n), f = \(config.f) with the stated quorum \(config.quorum): two quorums may share only \(config.quorumIntersection) replica(s), not the f + 1 = \(config.f + 1) that safety needs, so two conflicting certificates can exist with only f faulty replicas; the quorum must be ceil((n+f+1)/2) = \(rule); certificates below are assessed against the stated quorum"))
+        }
+        if config.quorum > config.n - config.f {
+            findings.append(configFinding(
+                "n = \(config.n), f = \(config.f) with the stated quorum \(config.quorum): more than the n - f = \(config.n - config.f) correct replicas, so f silent replicas stop the cluster; the quorum must be ceil((n+f+1)/2) = \(rule)"))
+        }
+        return findings
+    }
+
+    private static func configFinding(_ message: String) -> Finding {
+        Finding(
             severity: FindingCode.configQuorumIntersection.defaultSeverity, code: .configQuorumIntersection,
-            file: nil, height: nil, byteOffset: nil,
-            message: "n = \(config.n) with quorum 2f+1 = \(config.quorum): two quorums may share only \(intersection) replica(s), not the f+1 = \(config.f + 1) that safety needs; use n = 3f+1 or a quorum of ceil((n+f+1)/2)")]
+            file: nil, height: nil, byteOffset: nil, message: message)
     }
 }

@@ -48,7 +48,7 @@ public struct CheckCommand: Sendable {
         }
         let config: ClusterConfig
         do {
-            config = try ClusterConfig.load(path: configPath)
+            config = try ClusterConfig.load(path: configPath, allowingUnsafeQuorum: true)
         } catch {
             errors("stele-check: \(error)\n")
             return ExitStatus.usageOrIOError

@@ -143,7 +143,7 @@ public struct Forensics: Sendable, Hashable, Codable {
         public let certificateView: UInt64
         /// Distinct member signers whose COMMIT signature verified.
         public let validSigners: [UInt16]
-        /// At least 2f+1 valid distinct member signers.
+        /// At least q = ceil((n+f+1)/2) valid distinct member signers.
         public let certified: Bool
     }
 
@@ -158,10 +158,14 @@ public struct Forensics: Sendable, Hashable, Codable {
     /// Same view, different digests, and some replica signed both: each replica in
     /// `signedBoth` signed two different digests for one (view, height) — proof it is faulty.
     public let equivocationProven: Bool
-    /// `signedBoth.count > f`.
+    /// More than f replicas are proven equivocators (`equivocators.count > f`).
     public let moreThanFImplicated: Bool
     /// Two valid commit certificates for different digests at one height cannot exist while at
     /// most f replicas are faulty: the 3f+1 assumption was broken.
     public let safetyAssumptionBroken: Bool
     public let explanation: String
+
+    /// The replicas the evidence proves faulty: those that signed COMMIT for both digests in one
+    /// view. Signing both in different views is no proof (a correct replica may), so then none.
+    public var equivocators: [UInt16] { equivocationProven ? signedBoth : [] }
 }

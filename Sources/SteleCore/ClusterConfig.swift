@@ -109,23 +109,61 @@ public struct ClusterConfig: Hashable, Sendable {
     public let f: Int
     public let replicas: [ReplicaEndpoint]
     public let parameters: ProtocolParameters
+    /// A quorum the config file states in place of the rule: nil when it states none (or the
+    /// rule's own value). Only an auditor loads a config whose stated quorum breaks the rule
+    /// (`allowingUnsafeQuorum`), so it can assess ledgers made under it and warn.
+    public let declaredQuorum: Int?
 
     public init(cluster: ClusterID, f: Int, replicas: [ReplicaEndpoint], parameters: ProtocolParameters = ProtocolParameters()) throws(ConfigError) {
+        try self.init(cluster: cluster, f: f, replicas: replicas, parameters: parameters, declaredQuorum: nil, allowingUnsafeQuorum: false)
+    }
+
+    /// A config with a stated quorum: refused unless it equals ⌈(n + f + 1) / 2⌉, or
+    /// `allowingUnsafeQuorum` (auditors only: the core must never count with it).
+    public init(
+        cluster: ClusterID, f: Int, replicas: [ReplicaEndpoint], parameters: ProtocolParameters = ProtocolParameters(),
+        declaredQuorum: Int?, allowingUnsafeQuorum: Bool
+    ) throws(ConfigError) {
         let sorted = replicas.sorted { $0.id < $1.id }
         self.cluster = cluster
         self.f = f
         self.replicas = sorted
         self.parameters = parameters
+        let rule = ClusterConfig.safeQuorum(n: sorted.count, f: f)
+        self.declaredQuorum = declaredQuorum == rule ? nil : declaredQuorum
         try validate()
+        if let declaredQuorum, declaredQuorum != rule {
+            guard allowingUnsafeQuorum, declaredQuorum >= 1, declaredQuorum <= sorted.count else {
+                throw ConfigError(.invalidParameter(
+                    name: "quorum", reason: "\(declaredQuorum) is not the quorum ceil((n+f+1)/2) = \(rule) for n = \(sorted.count), f = \(f); remove the field or set it to \(rule)"))
+            }
+        }
     }
 
     public var n: Int { replicas.count }
-    /// The quorum: ⌈(n + f + 1) / 2⌉ — any two quorums share at least f + 1 replicas, so at
-    /// least one correct one. It is 2f + 1 when n = 3f + 1; with more replicas than 3f + 1
-    /// a plain 2f + 1 would let two quorums meet in a single (possibly faulty) replica.
-    public var quorum: Int { (n + f + 2) / 2 }
+
+    // MARK: The quorum rule (docs/protocol.md, "Quorums"): every threshold derives from here.
+
+    /// q = ⌈(n + f + 1) / 2⌉, the one quorum of the protocol: a commit certificate, a prepared
+    /// certificate (the PRE-PREPARE and q - 1 PREPAREs), a stable checkpoint's proof and a
+    /// NEW-VIEW's set of VIEW-CHANGEs each need q distinct members. Two sets of q replicas out
+    /// of n share at least 2q - n >= f + 1, so at least one correct replica, and q <= n - f, so
+    /// the correct replicas alone make a quorum. It is 2f + 1 when n = 3f + 1; with more
+    /// replicas a plain 2f + 1 would let two quorums meet in a single (possibly faulty) one.
+    /// A config file may state it (`"quorum"`); a stated value other than this rule is refused
+    /// by every replica and reported by the auditor (`declaredQuorum`).
+    public var quorum: Int { declaredQuorum ?? ClusterConfig.safeQuorum(n: n, f: f) }
+    /// PREPAREs from distinct backups that, with the primary's PRE-PREPARE, make a prepared
+    /// certificate: q replicas in all. (The paper's 2f is this at n = 3f + 1.) Two prepared
+    /// certificates for one (v, s) then share a correct replica, which prepares one digest only.
+    public var preparesForCertificate: Int { quorum - 1 }
     /// f + 1: enough matching replies or view changes to include one correct replica.
     public var weakQuorum: Int { f + 1 }
+    /// The fewest replicas two quorums share: 2q - n. Safety needs at least f + 1.
+    public var quorumIntersection: Int { 2 * quorum - n }
+
+    /// ⌈(n + f + 1) / 2⌉.
+    public static func safeQuorum(n: Int, f: Int) -> Int { (n + f + 2) / 2 }
 
     public func primary(of view: View) -> ReplicaID { ReplicaID(UInt16(view.value % UInt64(n))) }
     public func isMember(_ id: ReplicaID) -> Bool { Int(id.value) < n }
@@ -180,6 +218,8 @@ extension ClusterConfig {
         var f: Int
         var replicas: [FileReplica]
         var parameters: ProtocolParameters?
+        /// Optional: the quorum the operators expect; it must be the rule's value.
+        var quorum: Int?
     }
 
     public static let fileFormatVersion = 1
@@ -188,13 +228,15 @@ extension ClusterConfig {
         let file = File(
             formatVersion: ClusterConfig.fileFormatVersion, clusterID: cluster.hex, f: f,
             replicas: replicas.map { FileReplica(id: $0.id.value, host: $0.host, port: $0.port, publicKey: $0.publicKey.hex) },
-            parameters: parameters)
+            parameters: parameters, quorum: declaredQuorum)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         return try! encoder.encode(file)
     }
 
-    public static func fromJSON(_ data: Data, source: String = "cluster config") throws(ConfigError) -> ClusterConfig {
+    /// Parses cluster.json. `allowingUnsafeQuorum` (the auditor only) accepts a stated quorum
+    /// that breaks the rule, so the ledgers made under it can be assessed and the config flagged.
+    public static func fromJSON(_ data: Data, source: String = "cluster config", allowingUnsafeQuorum: Bool = false) throws(ConfigError) -> ClusterConfig {
         let file: File
         do {
             file = try JSONDecoder().decode(File.self, from: data)
@@ -218,16 +260,18 @@ extension ClusterConfig {
             endpoints.append(ReplicaEndpoint(id: ReplicaID(replica.id), host: replica.host, port: replica.port, publicKey: key))
         }
         do {
-            return try ClusterConfig(cluster: cluster, f: file.f, replicas: endpoints, parameters: file.parameters ?? ProtocolParameters())
+            return try ClusterConfig(
+                cluster: cluster, f: file.f, replicas: endpoints, parameters: file.parameters ?? ProtocolParameters(),
+                declaredQuorum: file.quorum, allowingUnsafeQuorum: allowingUnsafeQuorum)
         } catch {
             throw ConfigError(error.code, source: source)
         }
     }
 
-    public static func load(path: String) throws(ConfigError) -> ClusterConfig {
+    public static func load(path: String, allowingUnsafeQuorum: Bool = false) throws(ConfigError) -> ClusterConfig {
         guard let data = FileManager.default.contents(atPath: path) else {
             throw ConfigError(.unreadable(reason: "no such file or not readable"), source: path)
         }
-        return try fromJSON(data, source: path)
+        return try fromJSON(data, source: path, allowingUnsafeQuorum: allowingUnsafeQuorum)
     }
 }

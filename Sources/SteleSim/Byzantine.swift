@@ -281,10 +281,10 @@ final class Adversary {
         return ViewChange(newView: viewChange.newView, stableSequence: stable, checkpointProof: proof, prepared: prepared, replica: signer.replica).signed(by: signer)
     }
 
-    /// The certificate's pre-prepare with this replica's own PREPARE repeated 2f times.
+    /// The certificate's pre-prepare with this replica's own PREPARE repeated q - 1 times.
     func repeatedSignerCertificate(_ certificate: PreparedCertificate, signer: ReplicaSigner) -> PreparedCertificate {
         let own = Vote(kind: .prepare, view: certificate.view, sequence: certificate.sequence, digest: certificate.digest, replica: signer.replica).signed(by: signer)
-        return PreparedCertificate(prePrepare: certificate.prePrepare, prepares: Array(repeating: own, count: 2 * config.f))
+        return PreparedCertificate(prePrepare: certificate.prePrepare, prepares: Array(repeating: own, count: config.preparesForCertificate))
     }
 
     /// A "prepared" certificate for a batch nobody proposed: the pre-prepare and every prepare
@@ -294,7 +294,7 @@ final class Adversary {
         let sequence = stable.next
         let prePrepare = PrePrepare(view: view, sequence: sequence, primary: signer.replica, batch: [forgedRequest()]).signed(by: signer)
         let own = Vote(kind: .prepare, view: view, sequence: sequence, digest: prePrepare.digest, replica: signer.replica).signed(by: signer)
-        return PreparedCertificate(prePrepare: prePrepare, prepares: Array(repeating: own, count: 2 * config.f))
+        return PreparedCertificate(prePrepare: prePrepare, prepares: Array(repeating: own, count: config.preparesForCertificate))
     }
 
     // MARK: lying-newview

@@ -10,7 +10,7 @@ struct Envelope {
     let to: ReplicaID
 }
 
-/// A tiny deterministic cluster: n = 3f+1 replicas with fixed keys, a FIFO message queue pumped
+/// A tiny deterministic cluster: n >= 3f+1 replicas with fixed keys, a FIFO message queue pumped
 /// by hand, a ledger, a write-ahead log and a reply list per replica. Every message is
 /// signature-checked with `SignatureVerifier` before delivery, and every action list is checked
 /// for persist-before-send.
@@ -52,8 +52,9 @@ struct Cluster {
 
     static func keyPair(_ index: Int) -> KeyPair { KeyPair(seed: [UInt8](repeating: UInt8(index + 1), count: 32))! }
 
-    init(f: Int = 1, parameters: ProtocolParameters = Cluster.parameters()) {
-        let n = 3 * f + 1
+    /// n = 3f + 1 unless `replicaCount` says more (then the quorum is ⌈(n+f+1)/2⌉, above 2f + 1).
+    init(f: Int = 1, replicaCount: Int? = nil, parameters: ProtocolParameters = Cluster.parameters()) {
+        let n = replicaCount ?? 3 * f + 1
         let keys = (0..<n).map(Cluster.keyPair)
         let endpoints = keys.enumerated().map { index, key in
             ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(7000 + index), publicKey: key.publicKey)
