@@ -93,7 +93,7 @@ public enum BlockHash {
     }
 }
 
-/// A committed block with its commit certificate: 2f+1 COMMIT signatures of distinct replicas
+/// A committed block with its commit certificate: q (ClusterConfig.quorum) COMMIT signatures of distinct replicas
 /// over SignedContent(tag commit, certificateView, height, signer, batchDigest).
 public struct CertifiedBlock: Hashable, Sendable {
     public let height: SequenceNumber
@@ -158,7 +158,7 @@ public struct CertifiedBlock: Hashable, Sendable {
     }
 }
 
-/// A stable checkpoint's proof: 2f+1 CHECKPOINT signatures of distinct replicas over
+/// A stable checkpoint's proof: q CHECKPOINT signatures of distinct replicas over
 /// SignedContent(tag checkpoint, view 0, sequence, signer, stateDigest = chain-head hash).
 public struct CheckpointCertificate: Hashable, Sendable {
     public let sequence: SequenceNumber

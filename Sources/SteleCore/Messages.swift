@@ -379,7 +379,7 @@ public struct Checkpoint: Hashable, Sendable {
 
 // MARK: - VIEW-CHANGE, NEW-VIEW
 
-/// A prepared certificate: a PRE-PREPARE and 2f matching PREPAREs from distinct backups.
+/// A prepared certificate: a PRE-PREPARE and q - 1 matching PREPAREs from distinct backups.
 public struct PreparedCertificate: Hashable, Sendable {
     public let prePrepare: PrePrepare
     public let prepares: [Vote]
@@ -420,7 +420,7 @@ public struct PreparedCertificate: Hashable, Sendable {
 }
 
 /// VIEW-CHANGE(v+1, n, C, P, i): replica i moves to `newView`; its stable checkpoint is
-/// `stableSequence`, proven by `checkpointProof` (2f+1 CHECKPOINTs, empty when it is 0), and
+/// `stableSequence`, proven by `checkpointProof` (q CHECKPOINTs, empty when it is 0), and
 /// `prepared` holds its prepared certificates above that checkpoint.
 public struct ViewChange: Hashable, Sendable {
     public let newView: View
@@ -498,7 +498,7 @@ public struct ViewChange: Hashable, Sendable {
     }
 }
 
-/// NEW-VIEW(v+1, V, O) from primary(v+1): V holds 2f+1 VIEW-CHANGEs, O the re-proposed
+/// NEW-VIEW(v+1, V, O) from primary(v+1): V holds q VIEW-CHANGEs, O the re-proposed
 /// PRE-PREPAREs (null requests as empty batches) for every sequence in (min-s, max-s].
 public struct NewView: Hashable, Sendable {
     public let view: View
@@ -541,7 +541,7 @@ public struct NewView: Hashable, Sendable {
         NewView(view: view, viewChanges: viewChanges, prePrepares: prePrepares, primary: primary, signature: signature)
     }
 
-    // On the wire a NEW-VIEW carries each distinct batch once. Its 2f+1 VIEW-CHANGEs mostly
+    // On the wire a NEW-VIEW carries each distinct batch once. Its q VIEW-CHANGEs mostly
     // hold the same prepared certificates, and O re-proposes their batches, so written out
     // whole it carried about four copies of every unstable batch, and outgrew a 4 MiB frame under
     // load with 4 KiB payloads (docs/security.md). The signature still covers the whole

@@ -256,7 +256,7 @@ public enum QuorumShape {
         return seen
     }
 
-    /// True if `block`'s certificate has at least 2f+1 distinct member signers and none repeated
+    /// True if `block`'s certificate has at least q (ClusterConfig.quorum) distinct member signers and none repeated
     /// or foreign (signatures themselves are checked by `SignatureVerifier`).
     public static func isValidCommitCertificate(_ block: CertifiedBlock, config: ClusterConfig) -> Bool {
         guard let signers = distinctMembers(block.commitSignatures.map(\.replica), config: config) else { return false }

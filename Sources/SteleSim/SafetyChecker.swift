@@ -4,7 +4,7 @@ import SteleCore
 /// and the cluster configuration (a `SignatureCache` only memoises Ed25519 answers).
 ///
 /// Per ledger: heights contiguous from 1; prevHash chaining from the genesis hash; every commit
-/// certificate with at least 2f+1 distinct member signers whose signatures verify; every client
+/// certificate with at least q distinct member signers whose signatures verify; every client
 /// signature valid; no (client, timestamp) twice; stable checkpoints certified and equal to the
 /// chain head at their sequence. Across ledgers: one block hash per height — and when two
 /// differ, the replicas that signed commit certificates for both are named as colluders.

@@ -7,7 +7,7 @@ public struct InvariantViolation: Error, Hashable, Sendable, CustomStringConvert
         case fork
         /// Heights do not run 1, 2, 3, ... or a block's prevHash is not its predecessor's hash.
         case brokenChain = "broken-chain"
-        /// A commit certificate has fewer than 2f+1 distinct member signers, or repeats one.
+        /// A commit certificate has fewer than q distinct member signers, or repeats one.
         case uncertifiedBlock = "uncertified-block"
         /// A commit-certificate signature does not verify.
         case badCommitSignature = "bad-commit-signature"
