@@ -146,7 +146,7 @@ extension Replica {
         view = newView
         isInViewChange = false
         newViewDeadline = nil
-        requestDeadline = nil
+        stopRequestTimer()
         ownMessages = ownMessages.filter { $0.key.view >= newView }
         viewChanges = viewChanges.filter { $0.value.newView > newView }
         pendingViewChanges = [:]
@@ -161,7 +161,7 @@ extension Replica {
             installFromNewView(prePrepare, &out)
         }
         pending.rewind()
-        if !pending.isEmpty, !isPrimary { requestDeadline = now.saturatingAdd(timeoutTicks) }
+        restartRequestTimer()  // the new primary gets a whole timeout for the oldest request
         forwardPendingRequests(&out)
         replayFutureMessages(&out)
         proposeBatches(&out)

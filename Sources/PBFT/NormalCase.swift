@@ -34,7 +34,8 @@ extension Replica {
             return
         }
         out.send(.request(request), to: primary)
-        if requestDeadline == nil { requestDeadline = now.saturatingAdd(timeoutTicks) }
+        // §4.4: a backup starts its timer when it receives a request and none is running.
+        if requestDeadline == nil { restartRequestTimer() }
     }
 
     func signedReply(_ request: Request, result: Reply.Result) -> Reply {
@@ -371,15 +372,33 @@ extension Replica {
         afterExecution(&out)
     }
 
-    /// The view-change timer: stopped when nothing is pending, restarted on progress; the
-    /// timeout returns to its base once a request executes in a stable view.
+    /// The view-change timer after an execution (§4.4): "a backup stops the timer when it is
+    /// no longer waiting to execute the request, but restarts it if at that point it is
+    /// waiting to execute some other request". The timer waits for one request; executing
+    /// others leaves its deadline alone. Only when that request executed (or left the queue) is
+    /// the timer restarted, from now, for the oldest request still pending — never a newer one,
+    /// so a request waits for at most one timeout per request older than it. The timeout
+    /// returns to its base once a request executes in a stable view.
     mutating func requestsExecuted(progress: Bool) {
         guard !isInViewChange else { return }
         if progress { timeoutTicks = config.parameters.viewChangeTimeoutTicks }
-        if pending.isEmpty || isPrimary {
-            requestDeadline = nil
-        } else if progress || requestDeadline == nil {
-            requestDeadline = now.saturatingAdd(timeoutTicks)
+        if let key = requestTimerKey, requestDeadline != nil, pending.contains(key), !isPrimary { return }
+        restartRequestTimer()
+    }
+
+    /// Starts the timer for the oldest pending request, from now; stops it if this replica is
+    /// the primary, is changing views or waits for nothing.
+    mutating func restartRequestTimer() {
+        guard !isPrimary, !isInViewChange, let oldest = pending.oldestKey() else {
+            stopRequestTimer()
+            return
         }
+        requestTimerKey = oldest
+        requestDeadline = now.saturatingAdd(timeoutTicks)
+    }
+
+    mutating func stopRequestTimer() {
+        requestTimerKey = nil
+        requestDeadline = nil
     }
 }

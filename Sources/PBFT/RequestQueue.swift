@@ -17,6 +17,9 @@ struct RequestQueue: Sendable {
     /// `orderBytes[i]`: the encoded size of the request `order[i]` named when it was queued.
     private var orderBytes: [Int] = []
     private var cursor = 0
+    /// Every position of `order` before this one names a request that is gone: where the
+    /// search for the oldest live request starts (a backup's view-change timer waits for it).
+    private var head = 0
     /// The encoded bytes of the requests after the cursor (`orderBytes` from the cursor on),
     /// the same kind of upper bound as `unexaminedCount`.
     private(set) var unexaminedBytes = 0
@@ -94,6 +97,16 @@ struct RequestQueue: Sendable {
         cursor += 1
     }
 
+    /// The oldest request still held (§4.4: the one a backup's timer waits for), or nil.
+    mutating func oldestKey() -> RequestKey? {
+        while head < order.count {
+            let key = order[head]
+            if entries[key] != nil { return key }
+            head += 1
+        }
+        return nil
+    }
+
     /// The oldest `countMax` live requests that `isIncluded` accepts (for forwarding).
     func oldest(_ countMax: Int, where isIncluded: (Request) -> Bool) -> [Request] {
         var out = [Request]()
@@ -121,6 +134,7 @@ struct RequestQueue: Sendable {
         order = live
         orderBytes = liveBytes
         cursor = liveBeforeCursor
+        head = 0
         unexaminedBytes = orderBytes[cursor...].reduce(0, +)
     }
 }
