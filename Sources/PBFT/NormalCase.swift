@@ -15,11 +15,25 @@ extension Replica {
         }
     }
 
-    /// A REQUEST a backup forwarded to this replica because it believes we are the primary.
-    mutating func receiveForwardedRequest(_ request: Request, _ out: inout Outbox) {
-        guard isPrimary, !isInViewChange, case .new = clientStatus(request) else { return }
-        pending.insert(request)
-        proposeBatches(&out)
+    /// A client REQUEST relayed by replica `relay` (its client signature verified by the
+    /// shell). PBFT §4.4: a replica treats a relayed request like the client's own — the
+    /// primary orders it, a backup starts its timer for it (and forwards it to its primary in
+    /// the next retransmission round). The relay gains no amplification: an executed request
+    /// gets no reply (a REPLY goes to its client, who retransmits to every replica itself), a
+    /// known one changes nothing, and a new one is queued only within the relay's quota
+    /// (`relayedRequestsPerReplicaMax`, by count and bytes) — nothing is sent back or on at once.
+    mutating func receiveRelayedRequest(_ request: Request, from relay: ReplicaID, _ out: inout Outbox) {
+        guard case .new = clientStatus(request) else { return }
+        guard pending.contains(RequestKey(request)) || pending.insert(request, relayedBy: relay) else {
+            reject(.notBuffered(reason: "pending queue or this relay's quota is full"), from: relay, .request)
+            return
+        }
+        if isInViewChange { return }
+        if isPrimary {
+            proposeBatches(&out)
+        } else if requestDeadline == nil {
+            restartRequestTimer()
+        }
     }
 
     func clientStatus(_ request: Request) -> ClientRecord.Status {
@@ -162,6 +176,12 @@ extension Replica {
             let bytes = batch.reduce(0) { $0 + $1.encodedByteCount }
             let bytesLimit = config.parameters.batchBytesMax
             guard bytes <= bytesLimit else { throw .batchBytesTooLarge(bytes: bytes, limit: bytesLimit) }
+        }
+        // acceptedRequests stays bounded: a sequence left unexecuted through many views takes
+        // no more than `acceptedRequestsPerSequenceMax` keys from normal-case PRE-PREPAREs.
+        let accepted = acceptedRequests[sequence]?.count ?? 0
+        guard accepted + batch.count <= limits.acceptedRequestsPerSequenceMax else {
+            throw .notBuffered(reason: "\(accepted) requests already accepted at \(sequence.value) in earlier views")
         }
         var seen = Set<RequestKey>()
         let prepared = preparedRequests()

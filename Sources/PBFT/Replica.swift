@@ -140,7 +140,9 @@ public struct Replica: Sendable {
         self.signer = signer
         self.limits = ReplicaLimits(config: config)
         self.ledgerHead = recovery?.ledgerHead ?? .genesis(config)
-        self.pending = RequestQueue(capacity: limits.pendingRequestsMax, bytesCapacity: limits.pendingRequestBytesMax)
+        self.pending = RequestQueue(
+            capacity: limits.pendingRequestsMax, bytesCapacity: limits.pendingRequestBytesMax,
+            relayCapacity: limits.relayedRequestsPerReplicaMax, relayBytesCapacity: limits.relayedRequestBytesPerReplicaMax)
         self.timeoutTicks = config.parameters.viewChangeTimeoutTicks
         self.newViewWaitTicks = config.parameters.viewChangeTimeoutTicks
         self.nextRetransmitTick = config.parameters.retransmitTicks
@@ -151,6 +153,7 @@ public struct Replica: Sendable {
     /// come first, as one group commit, so every record precedes the sends it protects.
     public mutating func handle(_ event: Event) -> [Action] {
         var out = Outbox()
+        if isInViewChange, ownNewView?.view == view { resumeOwnNewView(&out) }
         switch event {
         case .message(let message, let from): receive(message, from: from, &out)
         case .clientRequest(let request): receiveClientRequest(request, &out)
@@ -172,7 +175,7 @@ public struct Replica: Sendable {
             return
         }
         switch message {
-        case .request(let request): receiveForwardedRequest(request, &out)
+        case .request(let request): receiveRelayedRequest(request, from: from, &out)
         case .prePrepare(let prePrepare): receivePrePrepare(prePrepare, from: from, &out)
         case .prepare(let vote): receivePrepare(vote, from: from, &out)
         case .commit(let vote): receiveCommit(vote, from: from, &out)

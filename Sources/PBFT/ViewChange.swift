@@ -86,6 +86,12 @@ extension Replica {
             reject(.viewOutOfRange, from: sender, .viewChange, view: viewChange.newView)
             return
         }
+        // Cheapest check first: larger than any valid VIEW-CHANGE, it is neither kept nor answered.
+        let bytes = EncodedSize.of(viewChange)
+        guard bytes <= limits.viewChangeBytesMax else {
+            reject(.notBuffered(reason: "\(bytes) bytes, more than a valid VIEW-CHANGE"), from: sender, .viewChange, view: viewChange.newView)
+            return
+        }
         if viewChange.newView < view || (viewChange.newView == view && !isInViewChange) {
             helpReplicaBehind(viewChange, &out)
             return

@@ -60,6 +60,7 @@ import SteleCrypto
         let deadline = try! #require(cluster.replica(1).requestDeadline)
         #expect(cluster.replica(1).requestTimerKey == RequestKey(censored))
         cluster.submit(x.request(timestamp: 1, payload: Array("x-1".utf8)), to: [1])
+        for _ in 0..<3 { _ = cluster.replicas[1].handle(.tick) }  // time passes, no timeout yet
         cluster.replicas[1].requestsExecuted(progress: true)
         #expect(cluster.replica(1).requestDeadline == deadline, "progress on other requests keeps V's deadline")
         cluster.replicas[1].pending.remove(RequestKey(censored))
