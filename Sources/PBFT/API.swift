@@ -77,6 +77,10 @@ public enum PersistRecord: Sendable, Equatable {
     case prepared(PreparedCertificate)
     /// The replica sent this VIEW-CHANGE.
     case viewChange(ViewChange)
+    /// The NEW-VIEW this replica, as primary of its view, sends: persisted before it is
+    /// broadcast, so a restarted primary re-sends this one and never computes another for the
+    /// view (O is a choice among the VIEW-CHANGEs it held; a second one could differ).
+    case newView(NewView)
     /// A stable checkpoint; everything at or below its sequence may be forgotten.
     case stableCheckpoint(CheckpointCertificate)
 }

@@ -32,11 +32,15 @@ extension Replica {
         return true
     }
 
+    /// Keeps a message of a later view until we enter it, if `futureBufferRefusal` (Bounds.swift)
+    /// finds nothing wrong: per sender bounded by count and bytes, checked before buffering.
     mutating func bufferFutureMessage(_ message: Message, from: ReplicaID, view messageView: View) {
-        guard messageView <= limits.viewMax else { return }
-        let held = futureMessages.reduce(0) { $0 + ($1.from == from ? 1 : 0) }
-        guard held < limits.futureMessagesPerReplicaMax else { return }
-        futureMessages.append(BufferedMessage(message: message, from: from, view: messageView))
+        let bytes = EncodedSize.of(message)
+        if let reason = futureBufferRefusal(message, from: from, view: messageView, bytes: bytes) {
+            reject(.notBuffered(reason: reason), from: from, message.tag, view: messageView)
+            return
+        }
+        futureMessages.append(BufferedMessage(message: message, from: from, view: messageView, byteCount: bytes))
     }
 
     /// Handles the buffered messages of the view just entered; drops those of older views.

@@ -74,6 +74,8 @@ struct BufferedMessage: Sendable {
     let message: Message
     let from: ReplicaID
     let view: View
+    /// Its encoded size (`EncodedSize.of`), charged to `from`'s quota.
+    let byteCount: Int
 }
 
 /// The bounds on every buffer the core keeps, derived from the cluster's parameters.
@@ -97,6 +99,33 @@ struct ReplicaLimits: Sendable {
     /// The highest view number the core accepts (so `view.next` can never overflow).
     let viewMax: View
 
+    // Bytes a peer can make this replica hold (issue 18; docs/security.md, "Memory a peer can
+    // pin"). Each bound is what a correct replica needs, derived from the parameters.
+
+    /// Normal-case messages are buffered only for views at most this far above ours: a correct
+    /// replica is at most a view change or two ahead of a correct replica that is live.
+    let futureViewsMax: UInt64
+    /// The largest PRE-PREPARE a correct primary sends: a batch of at most `batchBytesMax`
+    /// encoded requests, or one larger request alone (at most a maximal payload).
+    let prePrepareBytesMax: Int
+    /// The largest valid VIEW-CHANGE: a proof of at most n CHECKPOINTs and a prepared
+    /// certificate (at most n PREPAREs) for each sequence of one watermark window.
+    let viewChangeBytesMax: Int
+    /// Bytes buffered for later views per sender: four maximal PRE-PREPAREs and a full count
+    /// of votes (a correct primary's NEW-VIEW precedes its PRE-PREPAREs on the link, so only
+    /// a lost NEW-VIEW makes them wait here; retransmission covers the rest).
+    let futureBytesPerReplicaMax: Int
+    /// Requests relayed by one replica and pending: two batches, by count and by bytes.
+    /// Relays are a liveness aid (a client retransmits to every replica itself).
+    let relayedRequestsPerReplicaMax: Int
+    let relayedRequestBytesPerReplicaMax: Int
+    /// Request keys kept per unexecuted sequence in `acceptedRequests` from normal-case
+    /// PRE-PREPAREs: four views' full batches. A PRE-PREPARE past it is not accepted (not
+    /// preparing is always safe); O's, mandated by a NEW-VIEW, always are.
+    let acceptedRequestsPerSequenceMax: Int
+    /// The bound on `Replica.bytesHeld(for:)`: everything above held for one peer at once.
+    let bytesHeldPerReplicaMax: Int
+
     /// Tiny batch and pipeline settings still queue this many requests.
     static let pendingRequestsFloor = 64
     /// ... and this many bytes of them (64 of the largest).
@@ -114,6 +143,38 @@ struct ReplicaLimits: Sendable {
         newViewRetransmitRounds = 3
         probesPerTargetMax = 2 * (config.n - 1)
         viewMax = View(UInt64.max / 2)
+        futureViewsMax = 4
+        let n = config.n
+        let window = Int(clamping: parameters.watermarkWindow)
+        let largestRequest = EncodedSize.requestHeader + CodecLimits.standard.payloadBytesMax
+        prePrepareBytesMax = Bound.sum(EncodedSize.prePrepareHeader, max(parameters.batchBytesMax, largestRequest))
+        let certificateBytesMax = Bound.sum(prePrepareBytesMax - EncodedSize.envelope + 4, n * (EncodedSize.vote - EncodedSize.envelope))
+        viewChangeBytesMax = Bound.sum(EncodedSize.viewChangeHeader + n * (EncodedSize.checkpoint - EncodedSize.envelope), Bound.product(window, certificateBytesMax))
+        futureBytesPerReplicaMax = Bound.sum(Bound.product(4, prePrepareBytesMax), futureMessagesPerReplicaMax * EncodedSize.vote)
+        relayedRequestsPerReplicaMax = max(2 * parameters.batchSizeMax, 64)
+        relayedRequestBytesPerReplicaMax = Bound.product(2, max(parameters.batchBytesMax, largestRequest))
+        acceptedRequestsPerSequenceMax = Bound.product(4, parameters.batchSizeMax)
+        let slotBytesMax = Bound.sum(2 * EncodedSize.vote + prePrepareBytesMax, Bound.product(parameters.batchSizeMax, EncodedSize.requestKey))
+        bytesHeldPerReplicaMax = [
+            futureBytesPerReplicaMax,
+            checkpointsPerReplicaMax * EncodedSize.checkpoint,
+            Bound.product(2, viewChangeBytesMax),  // its latest VIEW-CHANGE and one for our pending view
+            Bound.product(window, slotBytesMax),  // its votes (and, as primary, PRE-PREPAREs) in the log
+            relayedRequestBytesPerReplicaMax,
+        ].reduce(0, Bound.sum)
+    }
+}
+
+/// Saturating arithmetic for limits derived from parameters (never an overflow trap).
+enum Bound {
+    static func sum(_ a: Int, _ b: Int) -> Int {
+        let (value, overflow) = a.addingReportingOverflow(b)
+        return overflow ? Int.max : value
+    }
+
+    static func product(_ a: Int, _ b: Int) -> Int {
+        let (value, overflow) = a.multipliedReportingOverflow(by: b)
+        return overflow ? Int.max : value
     }
 }
 

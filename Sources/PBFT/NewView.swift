@@ -63,6 +63,10 @@ extension Replica {
     /// O, persists it, broadcasts NEW-VIEW and enters the view.
     mutating func sendNewViewIfReady(_ out: inout Outbox) {
         guard isInViewChange, config.primary(of: view) == id, let own = viewChanges[id], own.newView == view else { return }
+        if let recovered = ownNewView, recovered.view == view {
+            resumeOwnNewView(&out)  // signed before a restart: that one, never another
+            return
+        }
         let held = viewChanges(for: view)
         let others = held.keys.sorted().filter { $0 != id }.compactMap { held[$0] }
         guard 1 + others.count >= config.quorum else { return }
@@ -72,7 +76,26 @@ extension Replica {
         let newView = NewView(view: view, viewChanges: chosen, prePrepares: prePrepares, primary: id).signed(by: signer)
         ownNewView = newView
         newViewRetransmitsLeft = limits.newViewRetransmitRounds
+        out.persist(.newView(newView))
         enterView(view, plan: plan, prePrepares: prePrepares, &out)
+        out.broadcast(.newView(newView))
+    }
+
+    /// A primary restarted after persisting its NEW-VIEW but before it recorded entering the
+    /// view (a torn group commit) enters it with that NEW-VIEW and re-sends it: the same
+    /// message, so nothing conflicting is signed for the view.
+    mutating func resumeOwnNewView(_ out: inout Outbox) {
+        guard isInViewChange, let newView = ownNewView, newView.view == view, newView.primary == id else { return }
+        let plan: NewViewPlan
+        do throws(ProtocolViolation) {
+            plan = try validate(newView)
+        } catch {
+            lastViolation = error
+            ownNewView = nil  // not a NEW-VIEW anyone would accept: compute a valid one
+            return
+        }
+        newViewRetransmitsLeft = limits.newViewRetransmitRounds
+        enterView(view, plan: plan, prePrepares: newView.prePrepares, &out)
         out.broadcast(.newView(newView))
     }
 
@@ -146,7 +169,7 @@ extension Replica {
         view = newView
         isInViewChange = false
         newViewDeadline = nil
-        requestDeadline = nil
+        stopRequestTimer()
         ownMessages = ownMessages.filter { $0.key.view >= newView }
         viewChanges = viewChanges.filter { $0.value.newView > newView }
         pendingViewChanges = [:]
@@ -161,7 +184,7 @@ extension Replica {
             installFromNewView(prePrepare, &out)
         }
         pending.rewind()
-        if !pending.isEmpty, !isPrimary { requestDeadline = now.saturatingAdd(timeoutTicks) }
+        restartRequestTimer()  // the new primary gets a whole timeout for the oldest request
         forwardPendingRequests(&out)
         replayFutureMessages(&out)
         proposeBatches(&out)

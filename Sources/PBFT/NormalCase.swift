@@ -15,11 +15,25 @@ extension Replica {
         }
     }
 
-    /// A REQUEST a backup forwarded to this replica because it believes we are the primary.
-    mutating func receiveForwardedRequest(_ request: Request, _ out: inout Outbox) {
-        guard isPrimary, !isInViewChange, case .new = clientStatus(request) else { return }
-        pending.insert(request)
-        proposeBatches(&out)
+    /// A client REQUEST relayed by replica `relay` (its client signature verified by the
+    /// shell). PBFT §4.4: a replica treats a relayed request like the client's own — the
+    /// primary orders it, a backup starts its timer for it (and forwards it to its primary in
+    /// the next retransmission round). The relay gains no amplification: an executed request
+    /// gets no reply (a REPLY goes to its client, who retransmits to every replica itself), a
+    /// known one changes nothing, and a new one is queued only within the relay's quota
+    /// (`relayedRequestsPerReplicaMax`, by count and bytes) — nothing is sent back or on at once.
+    mutating func receiveRelayedRequest(_ request: Request, from relay: ReplicaID, _ out: inout Outbox) {
+        guard case .new = clientStatus(request) else { return }
+        guard pending.contains(RequestKey(request)) || pending.insert(request, relayedBy: relay) else {
+            reject(.notBuffered(reason: "pending queue or this relay's quota is full"), from: relay, .request)
+            return
+        }
+        if isInViewChange { return }
+        if isPrimary {
+            proposeBatches(&out)
+        } else if requestDeadline == nil {
+            restartRequestTimer()
+        }
     }
 
     func clientStatus(_ request: Request) -> ClientRecord.Status {
@@ -34,7 +48,8 @@ extension Replica {
             return
         }
         out.send(.request(request), to: primary)
-        if requestDeadline == nil { requestDeadline = now.saturatingAdd(timeoutTicks) }
+        // §4.4: a backup starts its timer when it receives a request and none is running.
+        if requestDeadline == nil { restartRequestTimer() }
     }
 
     func signedReply(_ request: Request, result: Reply.Result) -> Reply {
@@ -161,6 +176,12 @@ extension Replica {
             let bytes = batch.reduce(0) { $0 + $1.encodedByteCount }
             let bytesLimit = config.parameters.batchBytesMax
             guard bytes <= bytesLimit else { throw .batchBytesTooLarge(bytes: bytes, limit: bytesLimit) }
+        }
+        // acceptedRequests stays bounded: a sequence left unexecuted through many views takes
+        // no more than `acceptedRequestsPerSequenceMax` keys from normal-case PRE-PREPAREs.
+        let accepted = acceptedRequests[sequence]?.count ?? 0
+        guard accepted + batch.count <= limits.acceptedRequestsPerSequenceMax else {
+            throw .notBuffered(reason: "\(accepted) requests already accepted at \(sequence.value) in earlier views")
         }
         var seen = Set<RequestKey>()
         let prepared = preparedRequests()
@@ -373,15 +394,33 @@ extension Replica {
         afterExecution(&out)
     }
 
-    /// The view-change timer: stopped when nothing is pending, restarted on progress; the
-    /// timeout returns to its base once a request executes in a stable view.
+    /// The view-change timer after an execution (§4.4): "a backup stops the timer when it is
+    /// no longer waiting to execute the request, but restarts it if at that point it is
+    /// waiting to execute some other request". The timer waits for one request; executing
+    /// others leaves its deadline alone. Only when that request executed (or left the queue) is
+    /// the timer restarted, from now, for the oldest request still pending — never a newer one,
+    /// so a request waits for at most one timeout per request older than it. The timeout
+    /// returns to its base once a request executes in a stable view.
     mutating func requestsExecuted(progress: Bool) {
         guard !isInViewChange else { return }
         if progress { timeoutTicks = config.parameters.viewChangeTimeoutTicks }
-        if pending.isEmpty || isPrimary {
-            requestDeadline = nil
-        } else if progress || requestDeadline == nil {
-            requestDeadline = now.saturatingAdd(timeoutTicks)
+        if let key = requestTimerKey, requestDeadline != nil, pending.contains(key), !isPrimary { return }
+        restartRequestTimer()
+    }
+
+    /// Starts the timer for the oldest pending request, from now; stops it if this replica is
+    /// the primary, is changing views or waits for nothing.
+    mutating func restartRequestTimer() {
+        guard !isPrimary, !isInViewChange, let oldest = pending.oldestKey() else {
+            stopRequestTimer()
+            return
         }
+        requestTimerKey = oldest
+        requestDeadline = now.saturatingAdd(timeoutTicks)
+    }
+
+    mutating func stopRequestTimer() {
+        requestTimerKey = nil
+        requestDeadline = nil
     }
 }

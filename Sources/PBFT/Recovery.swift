@@ -14,8 +14,19 @@ extension Replica {
             case .vote(let vote): votes.append(vote)
             case .prepared(let certificate): rememberPrepared(certificate)
             case .viewChange(let viewChange): restoreViewChange(viewChange)
+            case .newView(let newView): restoreNewView(newView)
             case .stableCheckpoint(let certificate): restoreStable(certificate)
             }
+        }
+        if let newView = ownNewView, newView.view == view {
+            // O's PRE-PREPAREs are this primary's own, whether or not their records made it.
+            prePrepares.append(contentsOf: newView.prePrepares)
+            for certificate in NewViewPlan(viewChanges: newView.viewChanges).certificates {
+                rememberAccepted(certificate.prePrepare.batch, at: certificate.sequence)
+            }
+            newViewRetransmitsLeft = limits.newViewRetransmitRounds
+        } else {
+            ownNewView = nil
         }
         restoreLog(prePrepares: prePrepares, votes: votes)
         finishRecovery()
@@ -37,6 +48,18 @@ extension Replica {
         if viewChange.newView > view {
             view = viewChange.newView
             isInViewChange = true
+        }
+    }
+
+    /// The NEW-VIEW this replica sent for its highest view; a view never goes back, so the
+    /// NEW-VIEW of a view the log later left is dropped once every record is read.
+    private mutating func restoreNewView(_ newView: NewView) {
+        guard newView.primary == id, config.primary(of: newView.view) == id else { return }
+        if let held = ownNewView, held.view >= newView.view { return }
+        ownNewView = newView
+        if newView.view > view {
+            view = newView.view
+            isInViewChange = true  // entering it is resumed from the NEW-VIEW itself
         }
     }
 

@@ -74,8 +74,9 @@ public struct Replica: Sendable {
     /// `sentViewChangesMax`): re-sent to a peer still stuck in one of those views (§4.5.2
     /// liveness assumes eventual delivery; once we moved on, plain retransmission stops).
     var sentViewChanges: [View: ViewChange] = [:]
-    /// When this replica last re-sent its VIEW-CHANGEs to each peer stuck in a lower view.
-    var viewChangeResentTicks: [ReplicaID: UInt64] = [:]
+    /// When this replica last answered each peer stuck in a lower view (its NEW-VIEW and
+    /// VIEW-CHANGEs): at most once per retransmission interval per peer (one entry per member).
+    var helpSentTicks: [ReplicaID: UInt64] = [:]
     var newViewRetransmitsLeft = 0
 
     // MARK: Time
@@ -83,8 +84,12 @@ public struct Replica: Sendable {
     var now: UInt64 = 0
     /// The current view-change timeout; doubles per view change without progress.
     var timeoutTicks: UInt64
-    /// A backup's timer for the pending requests it waits on.
+    /// A backup's view-change timer (§4.4): when it fires unless `requestTimerKey` executes.
     var requestDeadline: UInt64?
+    /// The request the timer waits for: the oldest pending one when the timer (re)started.
+    /// Executing other requests does not move the deadline, so a primary that orders everyone
+    /// else's requests cannot keep one client's waiting for ever.
+    var requestTimerKey: RequestKey?
     /// The timer for a NEW-VIEW, started once 2f+1 VIEW-CHANGEs for the view are in.
     var newViewDeadline: UInt64?
     /// How long this view change waits for its NEW-VIEW.
@@ -135,7 +140,9 @@ public struct Replica: Sendable {
         self.signer = signer
         self.limits = ReplicaLimits(config: config)
         self.ledgerHead = recovery?.ledgerHead ?? .genesis(config)
-        self.pending = RequestQueue(capacity: limits.pendingRequestsMax, bytesCapacity: limits.pendingRequestBytesMax)
+        self.pending = RequestQueue(
+            capacity: limits.pendingRequestsMax, bytesCapacity: limits.pendingRequestBytesMax,
+            relayCapacity: limits.relayedRequestsPerReplicaMax, relayBytesCapacity: limits.relayedRequestBytesPerReplicaMax)
         self.timeoutTicks = config.parameters.viewChangeTimeoutTicks
         self.newViewWaitTicks = config.parameters.viewChangeTimeoutTicks
         self.nextRetransmitTick = config.parameters.retransmitTicks
@@ -146,6 +153,7 @@ public struct Replica: Sendable {
     /// come first, as one group commit, so every record precedes the sends it protects.
     public mutating func handle(_ event: Event) -> [Action] {
         var out = Outbox()
+        if isInViewChange, ownNewView?.view == view { resumeOwnNewView(&out) }
         switch event {
         case .message(let message, let from): receive(message, from: from, &out)
         case .clientRequest(let request): receiveClientRequest(request, &out)
@@ -167,7 +175,7 @@ public struct Replica: Sendable {
             return
         }
         switch message {
-        case .request(let request): receiveForwardedRequest(request, &out)
+        case .request(let request): receiveRelayedRequest(request, from: from, &out)
         case .prePrepare(let prePrepare): receivePrePrepare(prePrepare, from: from, &out)
         case .prepare(let vote): receivePrepare(vote, from: from, &out)
         case .commit(let vote): receiveCommit(vote, from: from, &out)

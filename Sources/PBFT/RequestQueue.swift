@@ -17,15 +17,32 @@ struct RequestQueue: Sendable {
     /// `orderBytes[i]`: the encoded size of the request `order[i]` named when it was queued.
     private var orderBytes: [Int] = []
     private var cursor = 0
+    /// Every position of `order` before this one names a request that is gone: where the
+    /// search for the oldest live request starts (a backup's view-change timer waits for it).
+    private var head = 0
     /// The encoded bytes of the requests after the cursor (`orderBytes` from the cursor on),
     /// the same kind of upper bound as `unexaminedCount`.
     private(set) var unexaminedBytes = 0
+    /// Requests a replica relayed (not received from their client), per relay at most
+    /// `relayCapacity` of them and `relayBytesCapacity` bytes: a faulty replica relaying
+    /// requests of keys it made up fills only its own quota, not the queue.
+    let relayCapacity: Int
+    let relayBytesCapacity: Int
+    private var relays: [RequestKey: ReplicaID] = [:]
+    private var relayedCounts: [ReplicaID: Int] = [:]
+    private var relayedByteCounts: [ReplicaID: Int] = [:]
 
-    init(capacity: Int, bytesCapacity: Int = .max) {
-        precondition(capacity >= 1 && bytesCapacity >= 1)
+    init(capacity: Int, bytesCapacity: Int = .max, relayCapacity: Int = .max, relayBytesCapacity: Int = .max) {
+        precondition(capacity >= 1 && bytesCapacity >= 1 && relayCapacity >= 1 && relayBytesCapacity >= 1)
         self.capacity = capacity
         self.bytesCapacity = bytesCapacity
+        self.relayCapacity = relayCapacity
+        self.relayBytesCapacity = relayBytesCapacity
     }
+
+    /// Encoded bytes of the held requests that `relay` relayed.
+    func relayedBytes(by relay: ReplicaID) -> Int { relayedByteCounts[relay] ?? 0 }
+    func relayedCount(by relay: ReplicaID) -> Int { relayedCounts[relay] ?? 0 }
 
     var count: Int { entries.count }
     var isEmpty: Bool { entries.isEmpty }
@@ -38,11 +55,19 @@ struct RequestQueue: Sendable {
 
     /// Adds a request; false if it is already known or the queue is full (by count or bytes;
     /// an empty queue takes any one request).
+    /// `relayedBy`: the replica that relayed it, charged to that relay's quota (a relayed
+    /// request never goes alone past it, unlike a client's in an empty queue).
     @discardableResult
-    mutating func insert(_ request: Request) -> Bool {
+    mutating func insert(_ request: Request, relayedBy relay: ReplicaID? = nil) -> Bool {
         let key = RequestKey(request)
         let size = request.encodedByteCount
         guard entries[key] == nil, entries.count < capacity, entries.isEmpty || bytes + size <= bytesCapacity else { return false }
+        if let relay {
+            guard relayedCount(by: relay) < relayCapacity, relayedBytes(by: relay) + size <= relayBytesCapacity else { return false }
+            relays[key] = relay
+            relayedCounts[relay, default: 0] += 1
+            relayedByteCounts[relay, default: 0] += size
+        }
         entries[key] = request
         bytes += size
         order.append(key)
@@ -54,6 +79,10 @@ struct RequestQueue: Sendable {
     mutating func remove(_ key: RequestKey) {
         guard let removed = entries.removeValue(forKey: key) else { return }
         bytes -= removed.encodedByteCount
+        if let relay = relays.removeValue(forKey: key) {
+            relayedCounts[relay, default: 0] -= 1
+            relayedByteCounts[relay, default: 0] -= removed.encodedByteCount
+        }
         compactIfSparse()
     }
 
@@ -94,6 +123,16 @@ struct RequestQueue: Sendable {
         cursor += 1
     }
 
+    /// The oldest request still held (§4.4: the one a backup's timer waits for), or nil.
+    mutating func oldestKey() -> RequestKey? {
+        while head < order.count {
+            let key = order[head]
+            if entries[key] != nil { return key }
+            head += 1
+        }
+        return nil
+    }
+
     /// The oldest `countMax` live requests that `isIncluded` accepts (for forwarding).
     func oldest(_ countMax: Int, where isIncluded: (Request) -> Bool) -> [Request] {
         var out = [Request]()
@@ -121,6 +160,7 @@ struct RequestQueue: Sendable {
         order = live
         orderBytes = liveBytes
         cursor = liveBeforeCursor
+        head = 0
         unexaminedBytes = orderBytes[cursor...].reduce(0, +)
     }
 }

@@ -25,7 +25,7 @@ extension Replica {
         pendingViewChanges = [:]
         view = newView
         isInViewChange = true
-        requestDeadline = nil
+        stopRequestTimer()
         newViewDeadline = nil
         newViewWaitTicks = timeoutTicks
         timeoutTicks = min(timeoutTicks.saturatingAdd(timeoutTicks), config.parameters.viewChangeTimeoutTicksMax)
@@ -86,6 +86,12 @@ extension Replica {
             reject(.viewOutOfRange, from: sender, .viewChange, view: viewChange.newView)
             return
         }
+        // Cheapest check first: larger than any valid VIEW-CHANGE, it is neither kept nor answered.
+        let bytes = EncodedSize.of(viewChange)
+        guard bytes <= limits.viewChangeBytesMax else {
+            reject(.notBuffered(reason: "\(bytes) bytes, more than a valid VIEW-CHANGE"), from: sender, .viewChange, view: viewChange.newView)
+            return
+        }
         if viewChange.newView < view || (viewChange.newView == view && !isInViewChange) {
             helpReplicaBehind(viewChange, &out)
             return
@@ -108,10 +114,26 @@ extension Replica {
     }
 
     /// A VIEW-CHANGE for a view this replica has completed (or left): its sender missed the
-    /// NEW-VIEW, or is below our stable checkpoint.
+    /// NEW-VIEW, or is below our stable checkpoint. What we send back (a NEW-VIEW can be tens
+    /// of MiB) is far larger than what asked for it, so the VIEW-CHANGE must first be valid —
+    /// a correct replica signed it — and each peer is answered at most once per retransmission
+    /// interval: a replayed or forged one buys nothing, a stream of them one answer per period.
     private mutating func helpReplicaBehind(_ viewChange: ViewChange, _ out: inout Outbox) {
         let peer = viewChange.replica
+        do throws(ProtocolViolation) {
+            try validate(viewChange)
+        } catch {
+            lastViolation = error
+            return
+        }
         if viewChange.stableSequence < stableCheckpoint { hintStableCheckpoint(to: peer, &out) }
+        // Two replicas that both entered the view would otherwise bounce their VIEW-CHANGEs
+        // back and forth, and a replayed VIEW-CHANGE would be answered each time.
+        if let last = helpSentTicks[peer], now < last.saturatingAdd(config.parameters.retransmitTicks) {
+            reject(.rateLimited, from: peer, .viewChange, view: viewChange.newView)
+            return
+        }
+        helpSentTicks[peer] = now
         if !isInViewChange, let newView = ownNewView, newView.view == view {
             out.send(.newView(newView), to: peer)  // valid for it too: our view is at least the one it asks for
         }
@@ -121,10 +143,6 @@ extension Replica {
         // nothing new or conflicting is signed): the peer can gather 2f+1 there, and then its
         // NEW-VIEW timer runs even if that view's primary lost its NEW-VIEW in a restart (the
         // NEW-VIEW itself cannot be relayed: the transport binds a message to its signer).
-        // At most once per retransmission interval per peer: two replicas that both entered
-        // the view would otherwise bounce their VIEW-CHANGEs back and forth.
-        if let last = viewChangeResentTicks[peer], now < last.saturatingAdd(config.parameters.retransmitTicks) { return }
-        viewChangeResentTicks[peer] = now
         if let sent = sentViewChanges[viewChange.newView] { out.send(.viewChange(sent), to: peer) }
         // And our current VIEW-CHANGE, so it can apply the f+1 rule and join higher views.
         if viewChange.newView < view, isInViewChange, let own = ownViewChange, own.newView == view { out.send(.viewChange(own), to: peer) }

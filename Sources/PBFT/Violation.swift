@@ -16,6 +16,11 @@ public struct ProtocolViolation: Error, Equatable, Sendable, CustomStringConvert
         case staleView(current: View)
         /// A view number too large to ever be reached (overflow guard).
         case viewOutOfRange
+        /// A valid message answered recently: this peer's next answer waits for its interval.
+        case rateLimited
+        /// A message not buffered: its view is too far ahead, it is larger than any correct
+        /// replica sends, or its sender's buffer is full (by count or bytes).
+        case notBuffered(reason: String)
         /// A sequence outside h < s <= h + L.
         case outsideWatermarks(low: SequenceNumber, high: SequenceNumber)
         /// A second PRE-PREPARE for (v, s) with another digest.

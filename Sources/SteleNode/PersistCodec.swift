@@ -16,6 +16,8 @@ enum PersistCodec {
         /// the PRE-PREPARE without its batch (view, sequence, primary, digest, signature), then
         /// the PREPAREs. Each batch is written once instead of twice.
         case preparedSharingBatch = 8
+        /// The NEW-VIEW a primary sent, in its wire form (each distinct batch once).
+        case newView = 9
     }
 
     /// `loggedBatches`: digests of the non-empty batches of the PRE-PREPARE records already
@@ -53,6 +55,9 @@ enum PersistCodec {
         case .stableCheckpoint(let certificate):
             writer.write(Tag.stableCheckpoint.rawValue)
             certificate.encode(into: &writer)
+        case .newView(let newView):
+            writer.write(Tag.newView.rawValue)
+            newView.encode(into: &writer)
         }
         return writer.bytes
     }
@@ -86,6 +91,7 @@ enum PersistCodec {
         case .prepared: record = .prepared(try PreparedCertificate.decode(from: &reader))
         case .viewChange: record = .viewChange(try ViewChange.decode(from: &reader))
         case .stableCheckpoint: record = .stableCheckpoint(try CheckpointCertificate.decode(from: &reader))
+        case .newView: record = .newView(try NewView.decode(from: &reader))
         }
         try reader.expectEnd("wal.record")
         return record
@@ -94,7 +100,7 @@ enum PersistCodec {
     /// The highest sequence a record is about, or nil for records that are never obsolete.
     static func sequence(of record: PersistRecord) -> SequenceNumber? {
         switch record {
-        case .view, .viewChange, .stableCheckpoint: nil
+        case .view, .viewChange, .newView, .stableCheckpoint: nil
         case .prePrepare(let prePrepare): prePrepare.sequence
         case .vote(let vote): vote.sequence
         case .prepared(let certificate): certificate.sequence

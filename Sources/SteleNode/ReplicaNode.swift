@@ -434,9 +434,11 @@ public final class ReplicaNode: Sendable {
                 throw ConnectionError(description: "replica \(peer.value) sent a \(frame.kind) frame")
             }
             if case .request(let request) = message {
-                // A client request relayed by a replica: authenticated by its client signature.
+                // A client request relayed by a replica: authenticated by its client signature,
+                // handed in as the relay's message (the core's one relayed-request path, as in
+                // the simulator), never as a client request of its own.
                 guard verifier.verify(request) else { continue }
-                inbox.post(.clientRequest(request))
+                inbox.post(.message(.request(request), from: peer))
                 continue
             }
             guard message.sender == peer else {

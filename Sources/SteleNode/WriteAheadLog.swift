@@ -33,10 +33,14 @@ public struct WALError: Error, Equatable, CustomStringConvertible {
 ///
 /// A torn last record (a crash mid-append) is truncated on open; corruption before the tail
 /// refuses to open. After each stable checkpoint the log is compacted: rewritten (to a
-/// temporary file, fsynced, renamed) with only the records above the checkpoint.
+/// temporary file, fsynced, renamed) with only the records above the checkpoint, plus the
+/// latest view, VIEW-CHANGE and NEW-VIEW records.
 public final class WriteAheadLog {
     static let magic: [UInt8] = Array("STELEWAL".utf8) + [0, 1]
-    static let recordBytesMax = 16 * 1024 * 1024
+    /// A record is at most one replica-link frame (a VIEW-CHANGE or NEW-VIEW carries up to a
+    /// watermark window of full batches: about 72.5 MiB by default, `peerFrameBytesMax`);
+    /// 16 MiB refused to reopen a log holding a large one. A larger length is corruption.
+    static let recordBytesMax = 1024 * 1024 * 1024
 
     public let path: String
     private var fd: Int32
@@ -181,17 +185,19 @@ public final class WriteAheadLog {
         var kept: [PersistRecord] = []
         var latestView: PersistRecord?
         var latestViewChange: PersistRecord?
+        var latestNewView: PersistRecord?
         var latestCheckpoint: PersistRecord?
         for record in records {
             switch record {
             case .view: latestView = record
             case .viewChange: latestViewChange = record
+            case .newView: latestNewView = record
             case .stableCheckpoint: latestCheckpoint = record
             default:
                 if let sequence = PersistCodec.sequence(of: record), sequence > checkpoint { kept.append(record) }
             }
         }
-        kept = [latestCheckpoint, latestViewChange, latestView].compactMap { $0 } + kept
+        kept = [latestCheckpoint, latestViewChange, latestNewView, latestView].compactMap { $0 } + kept
         let temporary = path + ".compact"
         let tfd = open(temporary, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard tfd >= 0 else { throw WALError(code: .io(errno: errno), path: temporary, offset: 0) }

@@ -212,7 +212,7 @@ struct Cluster {
         case .prePrepare(let prePrepare): .prePrepare(prePrepare)
         case .prepare(let vote), .commit(let vote): .vote(vote)
         case .viewChange(let viewChange): .viewChange(viewChange)
-        case .newView(let newView): .view(newView.view, inViewChange: false)
+        case .newView(let newView): .newView(newView)
         default: nil
         }
     }

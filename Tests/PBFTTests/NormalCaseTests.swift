@@ -177,7 +177,8 @@ import SteleCrypto
         var cluster = Cluster()
         let limit = cluster.replica(1).limits.futureMessagesPerReplicaMax
         for sequence in 1...(limit + 5) {
-            let vote = Vote(kind: .prepare, view: 7, sequence: SequenceNumber(UInt64(sequence)), digest: Batch.nullDigest, replica: 2)
+            // View 3 (primary 3): within `futureViewsMax` of view 0, and not from its primary.
+            let vote = Vote(kind: .prepare, view: 3, sequence: SequenceNumber(UInt64(sequence)), digest: Batch.nullDigest, replica: 2)
                 .signed(by: cluster.signers[2])
             cluster.inject(.prepare(vote), from: 2, to: 1)
         }

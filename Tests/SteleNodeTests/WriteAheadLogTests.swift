@@ -145,4 +145,53 @@ struct WriteAheadLogTests {
         let reopened = try WriteAheadLog(path: path)
         #expect(reopened.records == expected)
     }
+
+    /// A NEW-VIEW as a new primary persists it before broadcasting: one VIEW-CHANGE with a
+    /// prepared certificate, O re-proposing its batch.
+    static func newViewRecord() -> PersistRecord {
+        let (prePrepare, certificate) = Self.certifiedBatch()
+        let viewChange = ViewChange(newView: 1, stableSequence: 0, checkpointProof: [], prepared: [certificate], replica: 1).signed(by: signer)
+        let o = PrePrepare(view: 1, sequence: prePrepare.sequence, primary: 1, batch: prePrepare.batch).signed(by: signer)
+        return .newView(NewView(view: 1, viewChanges: [viewChange], prePrepares: [o], primary: 1).signed(by: signer))
+    }
+
+    @Test("a NEW-VIEW record survives a reopen and a compaction")
+    func newViewRoundTrip() throws {
+        let path = scratch("replica.wal")
+        let record = Self.newViewRecord()
+        #expect(try PersistCodec.decode(PersistCodec.encode(record)) == record)
+        do {
+            let wal = try WriteAheadLog(path: path)
+            wal.append(records() + [record])
+            try wal.sync()
+        }
+        let reopened = try WriteAheadLog(path: path)
+        #expect(reopened.records == records() + [record])
+        try reopened.compact(above: 8)
+        #expect(reopened.records.contains(record), "compaction keeps the latest NEW-VIEW")
+        #expect(try WriteAheadLog(path: path).records == reopened.records)
+    }
+
+    @Test("a corrupt NEW-VIEW record is a typed error")
+    func corruptNewView() throws {
+        let body = PersistCodec.encode(Self.newViewRecord())
+        for cut in [1, 9, body.count / 2, body.count - 1] {
+            #expect(throws: DecodingError.self, "cut at \(cut)") { _ = try PersistCodec.decode(Array(body.prefix(cut))) }
+        }
+        // Inside a log, a well-framed record whose body does not decode refuses to open.
+        let path = scratch("replica.wal")
+        var truncated = Array(body.prefix(body.count - 10))
+        truncated[0] = PersistCodec.Tag.newView.rawValue
+        var writer = ByteWriter()
+        writer.write(UInt32(truncated.count))
+        writer.writeFixed(truncated)
+        writer.writeFixed(Array(SHA256.hash(truncated).prefix(8)))
+        var noBatches: Set<Digest> = []
+        let first = WriteAheadLog.frame(records()[0], loggedBatches: &noBatches)
+        try Data(WriteAheadLog.magic + first + writer.bytes + first).write(to: URL(fileURLWithPath: path))
+        #expect { _ = try WriteAheadLog(path: path) } throws: { error in
+            guard let error = error as? WALError, case .corruptRecord = error.code else { return false }
+            return error.offset == WriteAheadLog.magic.count + first.count
+        }
+    }
 }
