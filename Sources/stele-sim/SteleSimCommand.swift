@@ -64,6 +64,9 @@ struct SteleSimCommand: ParsableCommand {
     @Option(name: .customLong("liveness-ticks"), help: "Ticks after healing within which every request must be accepted.")
     var livenessTicks: UInt64 = 4000
 
+    @Flag(name: .customLong("no-sustained-load"), help: "After healing, each client submits one request only (no sustained load).")
+    var noSustainedLoad = false
+
     @Flag(help: "Print every notable event of each run.")
     var verbose = false
 
@@ -95,6 +98,7 @@ struct SteleSimCommand: ParsableCommand {
         options.networkFaults = !noNetworkFaults
         options.codecSamplePercent = codecSamplePercent
         options.livenessPhaseTicksMax = livenessTicks
+        options.sustainedLoad = !noSustainedLoad
         return options
     }
 
@@ -122,6 +126,7 @@ struct SteleSimCommand: ParsableCommand {
         }
         let wallSeconds = Date().timeIntervalSince(started)
         print(tally.summary(seedCount: seeds.count, wallSeconds: wallSeconds))
+        for line in tally.forkRateLines(replicaCount: replicas, byzantineCount: byzantine, f: first.f) { print(line) }
         if tally.failedSeeds > 0 { throw ExitCode(1) }
     }
 
@@ -159,8 +164,16 @@ struct Tally {
     var requests = 0
     var submitted = 0
     var accepted = 0
+    /// Per strategy: seeds in which some Byzantine replica played it, and of those, seeds whose
+    /// honest ledgers forked.
+    var seedsByStrategy: [ByzantineStrategy: Int] = [:]
+    var forkedSeedsByStrategy: [ByzantineStrategy: Int] = [:]
 
     mutating func add(_ report: SimulationReport) {
+        for strategy in Set(report.byzantine.values) {
+            seedsByStrategy[strategy, default: 0] += 1
+            if !report.forks.isEmpty { forkedSeedsByStrategy[strategy, default: 0] += 1 }
+        }
         if !report.passed { failedSeeds += 1 }
         safetyFailures += report.violations.filter(\.isSafety).count
         livenessFailures += report.violations.filter { !$0.isSafety }.count
@@ -169,6 +182,16 @@ struct Tally {
         requests += report.committedRequestCount
         submitted += report.submittedCount
         accepted += report.acceptedCount
+    }
+
+    /// "fork rate n=7 K=3 (f=2): split-vote 41/60 seeds (68%)", one line per strategy played.
+    func forkRateLines(replicaCount: Int, byzantineCount: Int, f: Int) -> [String] {
+        ByzantineStrategy.allCases.compactMap { strategy in
+            guard let seeds = seedsByStrategy[strategy], seeds > 0 else { return nil }
+            let forked = forkedSeedsByStrategy[strategy] ?? 0
+            let percent = Int((Double(forked) * 100 / Double(seeds)).rounded())
+            return "fork rate n=\(replicaCount) K=\(byzantineCount) (f=\(f)): \(strategy.rawValue) \(forked)/\(seeds) seeds (\(percent)%)"
+        }
     }
 
     func summary(seedCount: Int, wallSeconds: Double) -> String {
