@@ -12,9 +12,10 @@ struct SteleSimCommand: ParsableCommand {
         commandName: "stele-sim",
         abstract: "Deterministic simulation of a Stele cluster: faulty network, crashes, Byzantine replicas.",
         discussion: "Each seed drives one run: a safety phase with faults, then healing and a liveness phase in which "
-            + "every submitted request must be accepted. Exit status 0 if every run kept safety and liveness, 1 otherwise; "
+            + "clients keep submitting for B = (f+2) x viewChangeTimeoutTicksMax ticks and every request must be accepted "
+            + "within B ticks of its submission. Exit status 0 if every run kept safety and liveness, 1 otherwise; "
             + "each failure prints its seed, invariant, replicas and replay command. With --byzantine K > f only safety is "
-            + "checked. Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).")
+            + "checked; the summary then gives each strategy's fork rate (seeds whose honest ledgers forked). Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).")
 
     @Option(name: .customLong("seeds"), help: ArgumentHelp("How many seeds to run.", valueName: "COUNT"))
     var seedCount: Int = 100
