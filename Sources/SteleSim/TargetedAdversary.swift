@@ -192,7 +192,9 @@ extension Adversary {
         var sends = targets.map { target in
             AdversarySend(from: signer.replica, payload: .message(.newView(conspiracy.side(of: target) == .b ? other : newView)), to: target)
         }
-        for (slot, _) in splits where slot.view == newView.view { sends += targetedVotes(slot, voters: conspiracy.members) }
+        // Sorted: dictionary order differs between processes, and a seed must replay exactly.
+        let splitSlots = splits.keys.filter { $0.view == newView.view }.sorted { $0.sequence < $1.sequence }
+        for slot in splitSlots { sends += targetedVotes(slot, voters: conspiracy.members) }
         return sends
     }
 
