@@ -25,8 +25,24 @@ public enum ByzantineStrategy: String, CaseIterable, Sendable, CustomStringConve
     case lyingNewView = "lying-newview"
     /// Two copies of the replica share its key, each running an honest core.
     case twin
+    /// Targeted colluders (see TargetedAdversary.swift): their primary sends batch A to honest
+    /// group A and batch B to group B, and every colluder sends A-votes only to group A and
+    /// B-votes only to group B. They drive view changes towards a view with a colluding primary.
+    case splitVote = "split-vote"
+    /// A targeted colluder that, as new primary, sends different valid NEW-VIEWs (built from
+    /// different quorums of VIEW-CHANGEs) to the two groups; otherwise plays split-vote.
+    case equivocatingNewView = "equivocate-newview"
+    /// A targeted colluder that sends its VIEW-CHANGE with its prepared certificates to group A
+    /// and one without them to group B (both validly signed); otherwise plays split-vote.
+    case equivocatingViewChange = "equivocate-viewchange"
+    /// As primary, orders every client's requests except one victim client's (its requests
+    /// never reach this replica's core, so they are left out of its batches forever).
+    case censor
 
     public var description: String { rawValue }
+
+    /// The strategies that collude through one shared `Conspiracy`.
+    public var isTargeted: Bool { self == .splitVote || self == .equivocatingNewView || self == .equivocatingViewChange }
 }
 
 /// One message the adversary puts on the network, from one of the replicas it controls.
@@ -66,7 +82,17 @@ final class Adversary {
     private var histories: [ReplicaID: [Message]] = [:]
     private var historyNext: [ReplicaID: Int] = [:]
     private var stormViews: [ReplicaID: View] = [:]
-    private var lastViewChanges: [ReplicaID: ViewChange] = [:]
+    var lastViewChanges: [ReplicaID: ViewChange] = [:]
+    /// Targeted colluders: the slots they split, their scheduled re-sends, the next tick their
+    /// coordinator may drive a view change, and the VIEW-CHANGEs they saw per new view.
+    var splits: [Slot: SplitSlot] = [:]
+    var scheduledSplits: [UInt64: [Slot]] = [:]
+    var nextDriveTick: UInt64 = 0
+    var seenViewChanges: [View: [ReplicaID: ViewChange]] = [:]
+    /// Targeted colluders' shared state (nil when no replica plays a targeted strategy).
+    var conspiracy: Conspiracy?
+    /// The client whose requests a `censor` never lets into its core.
+    let censoredClient: PublicKey?
     /// How often each kind of misbehaviour happened ("equivocate.split", "replay.sent", ...),
     /// so tests can tell a strategy that never got to act from one that was withstood.
     private(set) var moveCounts: [String: Int] = [:]
@@ -76,12 +102,15 @@ final class Adversary {
         moveCounts[move, default: 0] += times
     }
 
-    init(config: ClusterConfig, signers: [ReplicaID: ReplicaSigner], strategies: [ReplicaID: ByzantineStrategy], forger: ClientSigner, random: SimRandom) {
+    init(config: ClusterConfig, signers: [ReplicaID: ReplicaSigner], strategies: [ReplicaID: ByzantineStrategy], forger: ClientSigner,
+         random: SimRandom, censoredClient: PublicKey? = nil) {
         self.config = config
         self.signers = signers
         self.strategies = strategies
         self.forger = forger
         self.random = random
+        self.censoredClient = censoredClient
+        conspiracy = Conspiracy.plan(config: config, strategies: strategies, random: &self.random)
     }
 
     var replicas: [ReplicaID] { config.replicaIDs }
@@ -118,6 +147,10 @@ final class Adversary {
             return plain(message, from: replica, to: targets)
         case .twin:
             count("twin.sent", targets.count)
+            return plain(message, from: replica, to: targets)
+        case .splitVote, .equivocatingNewView, .equivocatingViewChange:
+            return targeted(message, strategy: strategy, signer: signer, to: targets, now: now)
+        case .censor:
             return plain(message, from: replica, to: targets)
         case .replay:
             return plain(message, from: replica, to: targets)
@@ -334,18 +367,23 @@ final class Adversary {
         switch strategy {
         case .replay: return replayOld(from: replica)
         case .lyingViewChange: return storm(from: signer, coreView: coreView)
+        case .splitVote, .equivocatingNewView, .equivocatingViewChange:
+            guard conspiracy?.members.first == replica else { return [] }
+            return driveToColludingPrimary(coreView: coreView, now: now)
         default: return []
         }
     }
 
     /// The colluders' votes scheduled for `now` (sent again so that votes lost or early still count).
     func scheduledConspiracyVotes(now: UInt64) -> [AdversarySend] {
-        guard let slots = scheduledVotes.removeValue(forKey: now) else { return [] }
-        return slots.flatMap { conspiracyVotes($0, only: nil) }
+        let splitResends = scheduledSplitResends(now: now)
+        guard let slots = scheduledVotes.removeValue(forKey: now) else { return splitResends }
+        return slots.flatMap { conspiracyVotes($0, only: nil) } + splitResends
     }
 
     /// Remembers a message a Byzantine replica saw or sent, for replaying later.
     func remember(_ message: Message, at replica: ReplicaID) {
+        if case .viewChange(let viewChange) = message, strategies[replica]?.isTargeted == true { rememberSeen(viewChange) }
         guard strategies[replica] == .replay else { return }
         var history = histories[replica] ?? []
         let next = historyNext[replica] ?? 0

@@ -38,6 +38,10 @@ public final class Simulation<Core: SimulatedReplica> {
     var signedDigests: [SignedSlot: Digest] = [:]
     var partitionEndTick: UInt64?
     var reportedEquivocators = Set<ReplicaID>()
+    /// The tick the faults healed (the liveness phase's start).
+    var healTick: UInt64 = 0
+    /// Requests accepted later than `latencyBoundTicks` after submission (or healing).
+    var lateAcceptances: [String] = []
     static var signedSlotsMax: Int { 2_000_000 }
 
     public init(options: SimulationOptions) {
@@ -64,9 +68,12 @@ public final class Simulation<Core: SimulatedReplica> {
         let strategies = Simulation.chooseByzantine(options: options, random: &setup)
         let signers = keys.enumerated().map { ReplicaSigner(replica: ReplicaID(UInt16($0)), cluster: cluster, keyPair: $1) }
         let forger = ClientSigner(cluster: cluster, keyPair: Simulation.keyPair(seed: options.seed, role: "forger", index: 0))
+        // The censor's victim is client 0 (when there is one).
+        let victim = options.clientCount > 0 ? Simulation.keyPair(seed: options.seed, role: "client", index: 0).publicKey : nil
         adversary = Adversary(
             config: config, signers: Dictionary(uniqueKeysWithValues: strategies.keys.map { ($0, signers[Int($0.value)]) }),
-            strategies: strategies, forger: forger, random: SimRandom(seed: options.seed, stream: Stream.adversary.rawValue))
+            strategies: strategies, forger: forger, random: SimRandom(seed: options.seed, stream: Stream.adversary.rawValue),
+            censoredClient: victim)
         buildNodes(signers: signers, strategies: strategies)
         buildClients(cluster: cluster)
     }
@@ -142,11 +149,7 @@ public final class Simulation<Core: SimulatedReplica> {
         log("seed \(options.seed): n=\(config.n) f=\(config.f) byzantine=\(describeByzantine()) faults=\(faults) parameters=\(config.parameters)")
         while tick < options.safetyPhaseTicks, !overloaded { step() }
         if !overloaded { heal() }
-        if options.checksLiveness, !overloaded {
-            let deadline = tick + options.livenessPhaseTicksMax
-            while tick < deadline, !everyRequestAccepted, !overloaded { step() }
-            if !everyRequestAccepted, !overloaded { violations.append(livenessViolation()) }
-        }
+        if options.checksLiveness, !overloaded { runLivenessPhase() }
         phase = .finished
         checkSafety()
         return report()
@@ -193,6 +196,7 @@ public final class Simulation<Core: SimulatedReplica> {
     /// replicas stay Byzantine. Every client submits one more request.
     func heal() {
         phase = .liveness
+        healTick = tick
         network.faults = .healed
         network.healPartitions()
         partitionEndTick = nil
@@ -206,6 +210,40 @@ public final class Simulation<Core: SimulatedReplica> {
     }
 
     var everyRequestAccepted: Bool { clients.allSatisfy { $0.pending.isEmpty } }
+
+    // MARK: - Latency-bounded liveness
+
+    /// B, the latency bound of the liveness phase: `SimulationOptions.latencyBoundTimeouts`
+    /// times the largest view-change timeout (viewChangeTimeoutTicksMax). After healing, every
+    /// request must be accepted by its client within B ticks of its submission (of healing, for
+    /// requests submitted before).
+    public var latencyBoundTicks: UInt64 { options.latencyBoundTimeouts * config.parameters.viewChangeTimeoutTicksMax }
+
+    /// Clients keep submitting until this tick (sustained load, so that a primary that leaves
+    /// out one client's requests while ordering everyone else's is visible).
+    var loadEndTick: UInt64 { healTick + (options.sustainedLoad ? latencyBoundTicks : 0) }
+
+    /// Runs until every request is accepted after the load ends, or until the last request's
+    /// bound (and `livenessPhaseTicksMax`) passed; then reports late and never-accepted requests.
+    func runLivenessPhase() {
+        let deadline = max(healTick + options.livenessPhaseTicksMax, loadEndTick + latencyBoundTicks)
+        while tick < deadline, tick < loadEndTick || !everyRequestAccepted, !overloaded { step() }
+        guard !overloaded else { return }
+        if let first = lateAcceptances.first {
+            violations.append(InvariantViolation(
+                .latency, replicas: [],
+                detail: "\(lateAcceptances.count) request(s) accepted later than the bound of \(latencyBoundTicks) ticks (\(options.latencyBoundTimeouts) × viewChangeTimeoutTicksMax \(config.parameters.viewChangeTimeoutTicksMax)): \(first)"))
+        }
+        if !everyRequestAccepted { violations.append(livenessViolation()) }
+    }
+
+    /// Checks one acceptance against the bound.
+    func checkLatency(_ accepted: SimClient.Accepted, client: SimClient) {
+        guard phase == .liveness else { return }
+        let start = max(accepted.submittedTick, healTick)
+        guard accepted.acceptedTick > start + latencyBoundTicks else { return }
+        lateAcceptances.append("c\(client.index) t\(accepted.request.timestamp) submitted at tick \(accepted.submittedTick), accepted at \(accepted.acceptedTick) (\(accepted.acceptedTick - start) ticks after its start \(start))")
+    }
 
     // MARK: - Faults
 
@@ -252,29 +290,75 @@ public final class Simulation<Core: SimulatedReplica> {
         log("tick \(tick): partition \(kind) until \(partitionEndTick ?? 0)")
     }
 
+    /// Up to max(1, f) replicas down at once — and, beside them, replicas that restarted and are
+    /// still catching up (state transfer): while one is, crashes come four times as often, so
+    /// "f down plus one recovering" is exercised. Crashed and Byzantine replicas together may
+    /// exceed f here: liveness is only judged after healing, when every crashed replica restarts.
     func scheduleCrash() {
         let downCount = nodes.filter { !$0.isUp || $0.crashPending }.count
-        guard downCount < max(1, config.f), faultRandom.chance(1, in: max(1, options.crashChanceOneIn)) else { return }
-        let candidates = nodes.filter { $0.isHonest && $0.isUp && !$0.crashPending }
+        let recovering = nodes.filter(isRecovering)
+        let chanceOneIn = max(1, recovering.isEmpty ? options.crashChanceOneIn : options.crashChanceOneIn / 4)
+        guard downCount < max(1, config.f), faultRandom.chance(1, in: chanceOneIn) else { return }
+        let candidates = nodes.filter { $0.isHonest && $0.isUp && !$0.crashPending && !isRecovering($0) }
         guard let node = faultRandom.element(of: candidates) else { return }
         node.crashPending = true
+        if !recovering.isEmpty, downCount + 1 == max(1, config.f) { stats.crashedBesideRecoveringCount += 1 }
     }
 
-    /// Where, in a list of `count` actions, a pending crash strikes: before action `index`
-    /// (count = after all of them); if that action is a persist, `keptRecords` of its records
-    /// reached the disk and the next one was torn.
-    struct CrashPoint {
-        let index: Int
-        let keptRecords: Int?
+    /// Restarted after a crash and behind the most advanced honest replica.
+    func isRecovering(_ node: SimNode<Core>) -> Bool {
+        guard node.isHonest, node.crashCount > 0, let core = node.core else { return false }
+        let highest = nodes.filter(\.isHonest).compactMap { $0.core?.lastExecuted }.max() ?? .genesis
+        return core.lastExecuted < highest
+    }
+
+    /// Where a pending crash strikes one action list.
+    enum CrashPoint {
+        /// The API contract's weakest shell: actions performed one by one, the crash before
+        /// action `index` (count = after all); if that is a persist, `keptRecords` of its
+        /// records reached the disk and the next one was torn.
+        case betweenActions(index: Int, keptRecords: Int?)
+        /// SteleNode's group commit (ReplicaNode.stage / makeDurable / release): every record of
+        /// the list and every ledger append are written, then one WAL fsync and one ledger fsync
+        /// run side by side, and only then is anything sent. A crash before both return keeps a
+        /// prefix of the list's records (the next one torn, dropped when the log is opened) and,
+        /// independently, a prefix of its ledger appends; nothing was sent.
+        case beforeGroupSync(walRecordsKept: Int, ledgerWritesKept: Int)
+        /// After the group's fsyncs: everything durable, the first `sendsDone` sends went out.
+        case duringRelease(sendsDone: Int)
     }
 
     func crashPoint(for node: SimNode<Core>, actions: [Action]) -> CrashPoint? {
         guard node.crashPending else { return nil }
-        let index = faultRandom.int(in: 0...actions.count)
-        if index < actions.count, case .persist(let records) = actions[index], !records.isEmpty {
-            return CrashPoint(index: index, keptRecords: faultRandom.int(below: records.count))
+        switch faultRandom.int(below: 3) {
+        case 0:
+            let index = faultRandom.int(in: 0...actions.count)
+            if index < actions.count, case .persist(let records) = actions[index], !records.isEmpty {
+                return .betweenActions(index: index, keptRecords: faultRandom.int(below: records.count))
+            }
+            return .betweenActions(index: index, keptRecords: nil)
+        case 1:
+            let recordCount = actions.reduce(0) { count, action in
+                if case .persist(let records) = action { return count + records.count }
+                return count
+            }
+            let ledgerWriteCount = actions.filter(Simulation.isLedgerWrite).count
+            return .beforeGroupSync(walRecordsKept: faultRandom.int(in: 0...recordCount), ledgerWritesKept: faultRandom.int(in: 0...ledgerWriteCount))
+        default:
+            return .duringRelease(sendsDone: faultRandom.int(in: 0...actions.filter { !Simulation.isDurable($0) }.count))
         }
-        return CrashPoint(index: index, keptRecords: nil)
+    }
+
+    static func isLedgerWrite(_ action: Action) -> Bool {
+        switch action {
+        case .commit, .commitCheckpoint: true
+        default: false
+        }
+    }
+
+    static func isDurable(_ action: Action) -> Bool {
+        if case .persist = action { return true }
+        return isLedgerWrite(action)
     }
 
     func crash(_ node: SimNode<Core>) {
@@ -328,21 +412,50 @@ public final class Simulation<Core: SimulatedReplica> {
 
     func handle(_ event: Event, at node: SimNode<Core>) {
         guard node.core != nil else { return }
+        if !node.isHonest, !adversary.admits(event, at: node.replica) { return }
         let actions = node.core!.handle(event)
-        let crashAt = crashPoint(for: node, actions: actions)
-        for (index, action) in actions.enumerated() {
-            if let crashAt, crashAt.index == index {
-                if let kept = crashAt.keptRecords, case .persist(let records) = action {
-                    node.appendToWAL(records.prefix(kept))
-                    node.tornWriteCount += 1
-                    stats.tornWriteCount += 1
-                }
-                crash(node)
-                return
-            }
-            perform(action, at: node)
+        switch crashPoint(for: node, actions: actions) {
+        case nil:
+            for action in actions { perform(action, at: node) }
+        case .betweenActions(let index, let keptRecords):
+            crashBetweenActions(actions, at: node, index: index, keptRecords: keptRecords)
+        case .beforeGroupSync(let walRecordsKept, let ledgerWritesKept):
+            crashBeforeGroupSync(actions, at: node, walRecordsKept: walRecordsKept, ledgerWritesKept: ledgerWritesKept)
+        case .duringRelease(let sendsDone):
+            for action in actions where Simulation.isDurable(action) { perform(action, at: node) }
+            for action in actions.filter({ !Simulation.isDurable($0) }).prefix(sendsDone) { perform(action, at: node) }
+            crash(node)
         }
-        if crashAt != nil { crash(node) }
+    }
+
+    func crashBetweenActions(_ actions: [Action], at node: SimNode<Core>, index: Int, keptRecords: Int?) {
+        for action in actions.prefix(index) { perform(action, at: node) }
+        if let keptRecords, index < actions.count, case .persist(let records) = actions[index] {
+            node.appendToWAL(records.prefix(keptRecords))
+            noteTornWrite(node)
+        }
+        crash(node)
+    }
+
+    /// The group commit's crash: a prefix of the list's WAL records and, independently, a
+    /// prefix of its ledger appends survive (so the WAL may hold votes for a block the ledger
+    /// lost, or the ledger a block whose records the WAL lost); nothing was sent.
+    func crashBeforeGroupSync(_ actions: [Action], at node: SimNode<Core>, walRecordsKept: Int, ledgerWritesKept: Int) {
+        let records = actions.flatMap { action -> [PersistRecord] in
+            if case .persist(let records) = action { return records }
+            return []
+        }
+        node.appendToWAL(records.prefix(walRecordsKept))
+        if walRecordsKept < records.count { noteTornWrite(node) }
+        for action in actions.filter(Simulation.isLedgerWrite).prefix(ledgerWritesKept) { perform(action, at: node) }
+        if ledgerWritesKept < actions.filter(Simulation.isLedgerWrite).count { stats.ledgerWritesLostCount += 1 }
+        stats.groupSyncCrashCount += 1
+        crash(node)
+    }
+
+    func noteTornWrite(_ node: SimNode<Core>) {
+        node.tornWriteCount += 1
+        stats.tornWriteCount += 1
     }
 
     func perform(_ action: Action, at node: SimNode<Core>) {
@@ -505,6 +618,7 @@ public final class Simulation<Core: SimulatedReplica> {
             writer.write(accepted.result.blockHash)
             trace.record(tick: tick, event: .accepted, node: client.index, bytes: writer.bytes)
             log("tick \(tick): c\(client.index) accepted t\(accepted.request.timestamp) at height \(accepted.result.height.value)")
+            checkLatency(accepted, client: client)
         }
     }
 
@@ -513,6 +627,10 @@ public final class Simulation<Core: SimulatedReplica> {
     func clientMoves() {
         for client in clients {
             for send in client.retransmissions(now: tick) { route(send, from: client) }
+            if phase == .liveness, tick < loadEndTick, client.canSubmit, clientRandom.chance(1, in: SimulationOptions.loadIntervalTicks) {
+                submit(client)
+                continue
+            }
             guard phase == .safety, client.submittedCount < options.requestsPerClient, client.canSubmit else { continue }
             // Spread submissions over the first two thirds of the safety phase.
             let spreadTicks = max(1, Int(options.safetyPhaseTicks * 2 / 3))
@@ -673,6 +791,12 @@ public struct SimulationStats: Sendable, Equatable {
     public var crashCount = 0
     public var restartCount = 0
     public var tornWriteCount = 0
+    /// Crashes that struck before a group commit's fsyncs returned (SteleNode's disk model).
+    public var groupSyncCrashCount = 0
+    /// Of those, crashes that lost at least one ledger append of the group.
+    public var ledgerWritesLostCount = 0
+    /// Crashes that brought the down count to max(1, f) while another replica was recovering.
+    public var crashedBesideRecoveringCount = 0
     public var partitionCount = 0
     public var submittedCount = 0
     public var acceptedCount = 0

@@ -29,6 +29,9 @@ public struct InvariantViolation: Error, Hashable, Sendable, CustomStringConvert
         case codec
         /// A submitted request was not accepted within the liveness phase.
         case liveness
+        /// After healing, a request was accepted later than the latency bound B (a few
+        /// view-change timeouts) after its submission: e.g. a censoring primary went undetected.
+        case latency
         /// The replicas flooded the network (message amplification): the run was stopped.
         case overload
     }
@@ -58,5 +61,5 @@ public struct InvariantViolation: Error, Hashable, Sendable, CustomStringConvert
         return text + ": " + detail
     }
 
-    public var isSafety: Bool { code != .liveness && code != .overload }
+    public var isSafety: Bool { code != .liveness && code != .latency && code != .overload }
 }

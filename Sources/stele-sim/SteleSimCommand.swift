@@ -12,9 +12,10 @@ struct SteleSimCommand: ParsableCommand {
         commandName: "stele-sim",
         abstract: "Deterministic simulation of a Stele cluster: faulty network, crashes, Byzantine replicas.",
         discussion: "Each seed drives one run: a safety phase with faults, then healing and a liveness phase in which "
-            + "every submitted request must be accepted. Exit status 0 if every run kept safety and liveness, 1 otherwise; "
+            + "clients keep submitting for B = (f+2) x viewChangeTimeoutTicksMax ticks and every request must be accepted "
+            + "within B ticks of its submission. Exit status 0 if every run kept safety and liveness, 1 otherwise; "
             + "each failure prints its seed, invariant, replicas and replay command. With --byzantine K > f only safety is "
-            + "checked. Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).")
+            + "checked; the summary then gives each strategy's fork rate (seeds whose honest ledgers forked). Strategies: all, \(ByzantineStrategy.allCases.map(\.rawValue).joined(separator: ", ")).")
 
     @Option(name: .customLong("seeds"), help: ArgumentHelp("How many seeds to run.", valueName: "COUNT"))
     var seedCount: Int = 100
@@ -64,6 +65,9 @@ struct SteleSimCommand: ParsableCommand {
     @Option(name: .customLong("liveness-ticks"), help: "Ticks after healing within which every request must be accepted.")
     var livenessTicks: UInt64 = 4000
 
+    @Flag(name: .customLong("no-sustained-load"), help: "After healing, each client submits one request only (no sustained load).")
+    var noSustainedLoad = false
+
     @Flag(help: "Print every notable event of each run.")
     var verbose = false
 
@@ -95,6 +99,7 @@ struct SteleSimCommand: ParsableCommand {
         options.networkFaults = !noNetworkFaults
         options.codecSamplePercent = codecSamplePercent
         options.livenessPhaseTicksMax = livenessTicks
+        options.sustainedLoad = !noSustainedLoad
         return options
     }
 
@@ -122,6 +127,7 @@ struct SteleSimCommand: ParsableCommand {
         }
         let wallSeconds = Date().timeIntervalSince(started)
         print(tally.summary(seedCount: seeds.count, wallSeconds: wallSeconds))
+        for line in tally.forkRateLines(replicaCount: replicas, byzantineCount: byzantine, f: first.f) { print(line) }
         if tally.failedSeeds > 0 { throw ExitCode(1) }
     }
 
@@ -159,8 +165,16 @@ struct Tally {
     var requests = 0
     var submitted = 0
     var accepted = 0
+    /// Per strategy: seeds in which some Byzantine replica played it, and of those, seeds whose
+    /// honest ledgers forked.
+    var seedsByStrategy: [ByzantineStrategy: Int] = [:]
+    var forkedSeedsByStrategy: [ByzantineStrategy: Int] = [:]
 
     mutating func add(_ report: SimulationReport) {
+        for strategy in Set(report.byzantine.values) {
+            seedsByStrategy[strategy, default: 0] += 1
+            if !report.forks.isEmpty { forkedSeedsByStrategy[strategy, default: 0] += 1 }
+        }
         if !report.passed { failedSeeds += 1 }
         safetyFailures += report.violations.filter(\.isSafety).count
         livenessFailures += report.violations.filter { !$0.isSafety }.count
@@ -169,6 +183,16 @@ struct Tally {
         requests += report.committedRequestCount
         submitted += report.submittedCount
         accepted += report.acceptedCount
+    }
+
+    /// "fork rate n=7 K=3 (f=2): split-vote 41/60 seeds (68%)", one line per strategy played.
+    func forkRateLines(replicaCount: Int, byzantineCount: Int, f: Int) -> [String] {
+        ByzantineStrategy.allCases.compactMap { strategy in
+            guard let seeds = seedsByStrategy[strategy], seeds > 0 else { return nil }
+            let forked = forkedSeedsByStrategy[strategy] ?? 0
+            let percent = Int((Double(forked) * 100 / Double(seeds)).rounded())
+            return "fork rate n=\(replicaCount) K=\(byzantineCount) (f=\(f)): \(strategy.rawValue) \(forked)/\(seeds) seeds (\(percent)%)"
+        }
     }
 
     func summary(seedCount: Int, wallSeconds: Double) -> String {

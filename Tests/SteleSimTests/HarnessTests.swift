@@ -13,6 +13,8 @@ import Testing
         options.networkFaults = false
         options.safetyPhaseTicks = 300
         options.livenessPhaseTicksMax = 300
+        // One request per client after healing, so the counts below are exact.
+        options.sustainedLoad = false
         return options
     }
 
