@@ -752,7 +752,7 @@ public final class Simulation<Core: SimulatedReplica> {
         let stuckReplicas = honestNodes.filter { node in node.core?.isInViewChange ?? true }.map(\.replica)
         return InvariantViolation(
             .liveness, replicas: stuckReplicas,
-            detail: "\(stuck.count) request(s) not accepted within \(options.livenessPhaseTicksMax) ticks after healing: \(stuck.prefix(6).joined(separator: "; ")); replicas: \(states.joined(separator: "; "))")
+            detail: "\(stuck.count) request(s) not accepted by tick \(tick), \(tick - healTick) ticks after healing at \(healTick) (latency bound \(latencyBoundTicks)): \(stuck.prefix(6).joined(separator: "; ")); replicas: \(states.joined(separator: "; "))")
     }
 
     func report() -> SimulationReport {
