@@ -18,8 +18,8 @@ enum Slice {
         // Enough for three view changes at the largest timeout the slice's parameters allow.
         options.livenessPhaseTicksMax = 2500
         // One request per client after healing (still under the latency bound): sustained load
-        // lengthens every run by B ticks, and on today's core it starves some requests (see
-        // LatencyBoundTests); stele-sim runs with it.
+        // lengthens every run by B ticks, too slow for a debug build's slice; LatencyBoundTests
+        // and stele-sim run with it.
         options.sustainedLoad = false
         return options
     }
