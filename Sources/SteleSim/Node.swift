@@ -12,7 +12,11 @@ public final class SimNode<Core: SimulatedReplica> {
     public let signer: ReplicaSigner
     /// nil for an honest replica.
     public let strategy: ByzantineStrategy?
+    /// Nil while crashed: set only through `crashCore()` and `restart(with:)`, which keep
+    /// `isUp` in step (the simulator mutates a running core in place).
     var core: Core?
+    /// Whether the core is running. Stored, because testing `core != nil` copies the whole core.
+    public private(set) var isUp = true
     public private(set) var wal: [PersistRecord] = []
     public private(set) var ledger: [CertifiedBlock] = []
     public private(set) var checkpoints: [CheckpointCertificate] = []
@@ -36,7 +40,16 @@ public final class SimNode<Core: SimulatedReplica> {
     }
 
     public var isHonest: Bool { strategy == nil }
-    public var isUp: Bool { core != nil }
+
+    func crashCore() {
+        core = nil
+        isUp = false
+    }
+
+    func restart(with core: Core) {
+        self.core = core
+        isUp = true
+    }
     public var height: SequenceNumber { SequenceNumber(UInt64(ledger.count)) }
 
     func appendToWAL(_ records: some Sequence<PersistRecord>) { wal.append(contentsOf: records) }

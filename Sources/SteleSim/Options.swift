@@ -41,15 +41,15 @@ public struct SimulationOptions: Sendable, Equatable {
     /// After healing, every submitted request must be accepted within this many ticks.
     public var livenessPhaseTicksMax: UInt64 = 4000
     /// During the liveness phase clients keep submitting for B ticks (B = latencyBoundTimeouts ×
-    /// viewChangeTimeoutTicksMax), each client one request about every `loadIntervalTicks`
-    /// while it has room; every request must be accepted within B ticks of its submission.
+    /// viewChangeTimeoutTicksMax), one request every quarter of the base view-change timeout
+    /// from the clients in turn (`Simulation.loadPeriodTicks`); every request must be accepted
+    /// within B ticks of its submission.
     public var sustainedLoad = true
     /// B in view-change timeouts: after healing a request reaches every correct replica and
     /// arms its request timer within one timeout; each of at most f faulty primaries in a row
     /// costs one more (a timer capped at viewChangeTimeoutTicksMax); one more covers the last
     /// NEW-VIEW and the commit. So f + 2 timeouts of the largest size.
     public var latencyBoundTimeouts: UInt64 { UInt64(f + 2) }
-    public static let loadIntervalTicks = 8
     public var crashes = true
     /// Each tick, a crash is scheduled with probability 1 / crashChanceOneIn (while fewer than
     /// max(1, f) replicas are down).

@@ -40,6 +40,8 @@ public final class Simulation<Core: SimulatedReplica> {
     var reportedEquivocators = Set<ReplicaID>()
     /// The tick the faults healed (the liveness phase's start).
     var healTick: UInt64 = 0
+    /// The client whose turn it is to submit the sustained load's next request.
+    var loadTurn = 0
     /// Requests accepted later than `latencyBoundTicks` after submission (or healing).
     var lateAcceptances: [String] = []
     static var signedSlotsMax: Int { 2_000_000 }
@@ -362,7 +364,7 @@ public final class Simulation<Core: SimulatedReplica> {
     }
 
     func crash(_ node: SimNode<Core>) {
-        node.core = nil
+        node.crashCore()
         node.crashPending = false
         node.crashCount += 1
         node.restartAtTick = tick + faultRandom.uint64(in: 5...120)
@@ -381,7 +383,7 @@ public final class Simulation<Core: SimulatedReplica> {
     func restart(_ node: SimNode<Core>) {
         let recovery = node.recoveryState(config: config)
         let core = Core(config: config, signer: node.signer, recovery: recovery)
-        node.core = core
+        node.restart(with: core)
         node.restartAtTick = nil
         stats.restartCount += 1
         trace.record(tick: tick, event: .restart, node: node.index, bytes: [])
@@ -411,7 +413,7 @@ public final class Simulation<Core: SimulatedReplica> {
     // MARK: - Events into a core, actions out of it
 
     func handle(_ event: Event, at node: SimNode<Core>) {
-        guard node.core != nil else { return }
+        guard node.isUp else { return }
         if !node.isHonest, !adversary.admits(event, at: node.replica) { return }
         let actions = node.core!.handle(event)
         switch crashPoint(for: node, actions: actions) {
@@ -627,14 +629,29 @@ public final class Simulation<Core: SimulatedReplica> {
     func clientMoves() {
         for client in clients {
             for send in client.retransmissions(now: tick) { route(send, from: client) }
-            if phase == .liveness, tick < loadEndTick, client.canSubmit, clientRandom.chance(1, in: SimulationOptions.loadIntervalTicks) {
-                submit(client)
-                continue
-            }
             guard phase == .safety, client.submittedCount < options.requestsPerClient, client.canSubmit else { continue }
             // Spread submissions over the first two thirds of the safety phase.
             let spreadTicks = max(1, Int(options.safetyPhaseTicks * 2 / 3))
             if clientRandom.chance(options.requestsPerClient, in: spreadTicks) { submit(client) }
+        }
+        if phase == .liveness, tick < loadEndTick, (tick - healTick) % loadPeriodTicks == 0 { submitLoad() }
+    }
+
+    /// The sustained load's period: one request every quarter of the base view-change timeout.
+    /// Other requests then execute more often than any backup's timer could fire, which is what
+    /// a primary that censors one client relies on (a timer restarted by any execution would
+    /// never fire); a fixed period keeps that true at every gap, not only on average.
+    var loadPeriodTicks: UInt64 { max(1, config.parameters.viewChangeTimeoutTicks / 4) }
+
+    /// One request of the sustained load, from the next client in turn that has room (a
+    /// client whose requests are censored fills up and is skipped).
+    func submitLoad() {
+        for offset in 0..<clients.count {
+            let index = (loadTurn + offset) % clients.count
+            guard clients[index].canSubmit else { continue }
+            submit(clients[index])
+            loadTurn = (index + 1) % clients.count
+            return
         }
     }
 

@@ -89,9 +89,9 @@ import Testing
     @Test func aCensoringPrimaryIsReplacedWithinTheBound() async {
         await offCooperativePool {
             var failures = [String]()
-            // Seeds 27 and 31 of `stele-sim --byzantine 1 --strategy censor`: the censor is
+            // Seeds 6 and 10 of `stele-sim --byzantine 1 --strategy censor`: the censor is
             // primary after healing.
-            for seed: UInt64 in [27, 31] {
+            for seed: UInt64 in [6, 10] {
                 var options = SimulationOptions(seed: seed)
                 options.byzantineCount = 1
                 options.strategy = .only(.censor)
@@ -106,9 +106,10 @@ extension LatencyBoundTests {
     /// Found by the latency check on the old core, with no censor: under sustained load a
     /// request was left out of the batches of an honest primary while newer requests committed,
     /// and since every execution restarted the backups' request timers no view change freed it;
-    /// it committed only once the load stopped. The timer now waits for the oldest request. `stele-sim --seed 227 --byzantine 1` (r0 silent)
-    /// and `stele-sim --seed 5 --byzantine 1 --strategy split-vote` (primary r3 honest).
-    @Test(arguments: [(UInt64(227), StrategySelection.all), (5, .only(.splitVote))])
+    /// it committed only once the load stopped. The timer now waits for the oldest request.
+    /// `stele-sim --seed 227 --byzantine 1` (r0 silent) and `stele-sim --seed 204 --byzantine 1`
+    /// (r2 equivocate-viewchange); both failed the bound with the old timer.
+    @Test(arguments: [(UInt64(227), StrategySelection.all), (204, .all)])
     func noRequestStarvesUnderSustainedLoad(_ seed: UInt64, _ strategy: StrategySelection) async {
         await offCooperativePool {
             var options = SimulationOptions(seed: seed)
