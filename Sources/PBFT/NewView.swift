@@ -121,8 +121,8 @@ extension Replica {
         enterView(newView.view, plan: plan, prePrepares: newView.prePrepares, &out)
     }
 
-    /// INVARIANTS 11: signed by primary(v); 2f+1 valid VIEW-CHANGEs for v from distinct
-    /// replicas; O equal to the recomputation from V — same sequences, same digests.
+    /// Invariant 11 (docs/invariants.md): signed by primary(v); q valid VIEW-CHANGEs for v
+    /// from distinct replicas; O equal to the recomputation from V — same sequences, same digests.
     public func validate(_ newView: NewView) throws(ProtocolViolation) -> NewViewPlan {
         func violation(_ code: ProtocolViolation.Code, _ sequence: SequenceNumber? = nil) -> ProtocolViolation {
             ProtocolViolation(code, replica: newView.primary, message: .newView, view: newView.view, sequence: sequence)

@@ -1,7 +1,8 @@
 import SteleCore
 
-// Crash-restart (INVARIANTS 9): rebuild, from the ledger head and the write-ahead log, enough
-// never to sign anything that conflicts with what was signed before the crash.
+// Crash-restart (invariant 9, docs/invariants.md): rebuild, from the ledger head and the
+// write-ahead log, enough never to sign anything that conflicts with what was signed before
+// the crash.
 
 extension Replica {
     mutating func recover(from recovery: RecoveryState) {

@@ -183,7 +183,7 @@ extension Replica {
         startViewChange(to: smallest, &out)
     }
 
-    // MARK: Validity (INVARIANTS 10)
+    // MARK: Validity (invariant 10, docs/invariants.md)
 
     /// Checks a VIEW-CHANGE's quorum shapes (its signatures were checked by the shell): the
     /// checkpoint proof, and each prepared certificate — PRE-PREPARE from its view's primary,

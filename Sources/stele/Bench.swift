@@ -292,7 +292,7 @@ struct Bench: AsyncParsableCommand {
     /// `perRequestInterval` (late if its previous one is still outstanding), their phases spread
     /// evenly over the interval across all clients' workers (in phase they would arrive as one
     /// burst per interval). One pacer per client sending what is due through completion
-    /// handlers measured worse at a quarter of peak (docs/performance.md, round 8).
+    /// handlers measured worse at a quarter of peak (docs/performance-log.md, round 8).
     func openLoop(client: SteleClient, clientIndex: Int, perRequestInterval: Duration, payload: [UInt8],
                   measureFrom: ContinuousClock.Instant, stopAt: ContinuousClock.Instant) async -> LoadTally {
         let outstanding = self.outstanding

@@ -127,7 +127,7 @@ import SteleCrypto
     }
 }
 
-/// The bug classes of INVARIANTS.md around state transfer and view changes.
+/// The bug classes of docs/invariants.md around state transfer and view changes.
 @Suite struct StateTransferAndViewChangeTests {
     @Test func aPeerBelowOurStableCheckpointIsSentTheCertificate() {
         var cluster = Cluster(parameters: StateTransferTests.parameters)
