@@ -13,6 +13,25 @@ public struct ChainHead: Hashable, Sendable, CustomStringConvertible {
     public var description: String { "height \(height.value), hash \(hash.hex)" }
 }
 
+/// Where a ledger's chain stands while records are admitted: the head and the newest checkpoint.
+struct ChainPosition {
+    var head: ChainHead
+    var latestCheckpoint: SequenceNumber?
+}
+
+/// What one admitted record added to the chain.
+enum Admitted {
+    case block(hash: Digest)
+    case checkpoint(sequence: SequenceNumber)
+}
+
+/// The file, byte offset and operation a record is admitted at, for the error it may cause.
+struct RecordPlace {
+    let path: String
+    let offset: UInt64
+    let operation: LedgerError.Operation
+}
+
 /// The rules a record must satisfy to follow what precedes it in a ledger. Used when opening
 /// (every record of the file) and when appending (every new record), so the two never differ.
 enum ChainRules {
@@ -73,6 +92,41 @@ enum ChainRules {
         guard block.prevHash == head.hash else {
             throw ChainViolation(code: .prevHashMismatch, height: expected,
                                  detail: "prevHash \(block.prevHash.hex), but block \(head.height.value) has hash \(head.hash.hex)")
+        }
+    }
+
+    /// The one admission of a record after the genesis, on open (every record of the file) and on
+    /// append (every new record): a block must follow the head; a checkpoint must name a block at
+    /// or below the head, come no earlier than the latest one, and carry that block's hash, which
+    /// `blockHash` looks up in whatever holds the chain so far. Advances `position` and says what
+    /// was admitted; a broken rule throws, placed at `place`.
+    static func admit(
+        _ record: LedgerRecord, to position: inout ChainPosition, at place: RecordPlace,
+        blockHash: (SequenceNumber) throws(LedgerError) -> Digest
+    ) throws(LedgerError) -> Admitted {
+        do {
+            switch record {
+            case .genesis:
+                throw ChainViolation(code: .unexpectedGenesis, height: position.head.height.next,
+                                     detail: "a ledger has exactly one genesis record, its first")
+            case .block(let block):
+                try checkBlock(block, follows: position.head)
+                let hash = block.hash
+                position.head = ChainHead(height: block.height, hash: hash)
+                return .block(hash: hash)
+            case .checkpoint(let certificate):
+                try checkCheckpointPosition(certificate, head: position.head, latest: position.latestCheckpoint)
+                let hash = try blockHash(certificate.sequence)
+                try checkCheckpointDigest(certificate, blockHash: hash)
+                position.latestCheckpoint = certificate.sequence
+                return .checkpoint(sequence: certificate.sequence)
+            }
+        } catch let violation as ChainViolation {
+            throw violation.at(place.path, offset: place.offset, operation: place.operation)
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            preconditionFailure("only chain violations and ledger errors are thrown here: \(error)")
         }
     }
 

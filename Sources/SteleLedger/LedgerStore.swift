@@ -190,7 +190,11 @@ public final class LedgerStore {
             let offset = index.endOffset + UInt64(batch.bytes.count)
             try admit(record, at: offset, into: &batch)
             let height = batch.head.height
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkCodecLimits(record, height: height) }
+            do {
+                try ChainRules.checkCodecLimits(record, height: height)
+            } catch {
+                throw error.at(path, offset: offset, operation: .append)
+            }
             let typeAndBody = record.typeAndBody()
             guard typeAndBody.count <= LedgerFormat.recordBytesMax else {
                 throw LedgerError(.recordTooLarge, path: path, offset: offset, height: height, operation: .append,
@@ -203,32 +207,19 @@ public final class LedgerStore {
     }
 
     private func admit(_ record: LedgerRecord, at offset: UInt64, into batch: inout PreparedAppend) throws(LedgerError) {
-        switch record {
-        case .genesis:
-            throw LedgerError(.unexpectedGenesis, path: path, offset: offset, height: batch.head.height.next, operation: .append,
-                              detail: "a ledger has exactly one genesis record, written by create")
-        case .block(let block):
-            let head = batch.head
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkBlock(block, follows: head) }
-            let hash = block.hash
+        let latest = batch.checkpoints.last?.sequence ?? index.checkpoints.last?.sequence
+        var position = ChainPosition(head: batch.head, latestCheckpoint: latest)
+        let place = RecordPlace(path: path, offset: offset, operation: .append)
+        let admitted = try ChainRules.admit(record, to: &position, at: place) { (height) throws(LedgerError) in
+            try blockHash(at: height, pending: batch)
+        }
+        batch.head = position.head
+        switch admitted {
+        case .block(let hash):
             batch.blockOffsets.append(offset)
             batch.blockHashes.append(hash)
-            batch.head = ChainHead(height: block.height, hash: hash)
-        case .checkpoint(let certificate):
-            let head = batch.head
-            let latest = batch.checkpoints.last?.sequence ?? index.checkpoints.last?.sequence
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkCheckpointPosition(certificate, head: head, latest: latest) }
-            let hash = try blockHash(at: certificate.sequence, pending: batch)
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkCheckpointDigest(certificate, blockHash: hash) }
-            batch.checkpoints.append(CheckpointEntry(sequence: certificate.sequence, offset: offset))
-        }
-    }
-
-    private func obey(at offset: UInt64, _ rule: () throws(ChainViolation) -> Void) throws(LedgerError) {
-        do {
-            try rule()
-        } catch {
-            throw error.at(path, offset: offset, operation: .append)
+        case .checkpoint(let sequence):
+            batch.checkpoints.append(CheckpointEntry(sequence: sequence, offset: offset))
         }
     }
 

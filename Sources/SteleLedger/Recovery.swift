@@ -168,29 +168,17 @@ struct LedgerScanner {
     }
 
     private func admit(_ record: LedgerRecord, at offset: UInt64, into index: inout LedgerIndex) throws(LedgerError) {
-        switch record {
-        case .genesis:
-            throw LedgerError(.unexpectedGenesis, path: path, offset: offset, height: index.head.height.next, operation: .open,
-                              detail: "only the first record may be a genesis record")
-        case .block(let block):
-            let head = index.head
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkBlock(block, follows: head) }
-            index.blockOffsets.append(offset)
-            index.head = ChainHead(height: block.height, hash: block.hash)
-        case .checkpoint(let certificate):
-            let (head, latest) = (index.head, index.checkpoints.last?.sequence)
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkCheckpointPosition(certificate, head: head, latest: latest) }
-            let hash = try blockHash(at: certificate.sequence, in: index)
-            try obey(at: offset) { () throws(ChainViolation) in try ChainRules.checkCheckpointDigest(certificate, blockHash: hash) }
-            index.checkpoints.append(CheckpointEntry(sequence: certificate.sequence, offset: offset))
+        var position = ChainPosition(head: index.head, latestCheckpoint: index.checkpoints.last?.sequence)
+        let place = RecordPlace(path: path, offset: offset, operation: .open)
+        let admitted = try ChainRules.admit(record, to: &position, at: place) { (height) throws(LedgerError) in
+            try blockHash(at: height, in: index)
         }
-    }
-
-    private func obey(at offset: UInt64, _ rule: () throws(ChainViolation) -> Void) throws(LedgerError) {
-        do {
-            try rule()
-        } catch {
-            throw error.at(path, offset: offset, operation: .open)
+        index.head = position.head
+        switch admitted {
+        case .block:
+            index.blockOffsets.append(offset)
+        case .checkpoint(let sequence):
+            index.checkpoints.append(CheckpointEntry(sequence: sequence, offset: offset))
         }
     }
 
