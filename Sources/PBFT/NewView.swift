@@ -180,7 +180,10 @@ extension Replica {
         requestState(upTo: plan.minSequence)
         nextSequence = max(plan.maxSequence, plan.minSequence, lastExecuted, stableCheckpoint).next
         for certificate in plan.certificates { rememberAccepted(certificate.prePrepare.batch, at: certificate.sequence) }
-        for prePrepare in prePrepares where prePrepare.sequence > stableCheckpoint {
+        // Within h < s <= H only: O spans (min-s, min-s + L], and min-s became h above unless
+        // our own checkpoint there disagrees — which f faulty replicas cannot cause, but then
+        // the slots above H could never be processed, only held.
+        for prePrepare in prePrepares where prePrepare.sequence > stableCheckpoint && prePrepare.sequence <= highWatermark {
             installFromNewView(prePrepare, &out)
         }
         pending.rewind()

@@ -364,7 +364,9 @@ extension Replica {
         precondition(block.height == lastExecuted.next && block.prevHash == ledgerHead.hash)
         out.commit(block)
         ledgerHead.apply(block)
-        executedDigests[block.height] = block.batchDigest
+        // Blocks at or below h arrive by state transfer up to a stable checkpoint; no PRE-PREPARE
+        // there is ever judged again (the watermarks refuse it), so their digests are not kept.
+        if block.height > stableCheckpoint { executedDigests[block.height] = block.batchDigest }
         // Entries are kept only for unexecuted sequences: drop this height without rebuilding
         // the table for every block.
         acceptedRequests.removeValue(forKey: block.height)
