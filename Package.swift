@@ -52,6 +52,8 @@ let package = Package(
             name: "SteleHarness",
             dependencies: [
                 "SteleNode", "SteleAudit", "SteleLedger",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

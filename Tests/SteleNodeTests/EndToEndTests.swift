@@ -5,6 +5,7 @@ import Testing
 import SteleAudit
 import SteleCore
 import SteleCrypto
+import SteleHarness
 @testable import SteleNode
 
 /// Real `stele replica` processes on 127.0.0.1 with ephemeral ports. Every wait polls its

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleHarness
 @testable import SteleNode
 
 /// Hostile clients and a hostile replica-key holder flood real replica processes while an
