@@ -73,16 +73,20 @@ let package = Package(
             name: "stele-check",
             dependencies: ["SteleAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleHarness"]),
-        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleHarness"]),
-        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleHarness"]),
-        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),
-        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger", "SteleHarness"]),
-        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary"]),
-        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim", "SteleHarness"]),
+        // Tests. SteleTestSupport is Foundation-only, so the Crypto, Core and PBFT tests link no
+        // NIO and no process runner.
+        .target(name: "SteleTestSupport", dependencies: ["SteleCore"], path: "Tests/SteleTestSupport"),
+        .testTarget(name: "SteleTestSupportTests", dependencies: ["SteleTestSupport"]),
+        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleTestSupport"]),
+        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleTestSupport"]),
+        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleTestSupport"]),
+        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger", "SteleTestSupport"]),
+        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger", "SteleTestSupport"]),
+        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary", "SteleTestSupport"]),
+        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim", "SteleTestSupport"]),
         .testTarget(
             name: "SteleNodeTests",
-            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", .product(name: "NIOEmbedded", package: "swift-nio"),
+            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", "SteleTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
                            .product(name: "Prometheus", package: "swift-prometheus")]
         ),
         .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
