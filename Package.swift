@@ -31,15 +31,15 @@ let package = Package(
         .target(name: "CSHA256"),
         .target(name: "SteleCrypto", dependencies: ["CSodium", "CSHA256"]),
         .target(name: "SteleCore", dependencies: ["SteleCrypto"]),
-        .target(name: "PBFT", dependencies: ["SteleCore"]),
-        .target(name: "SteleLedger", dependencies: ["SteleCore"]),
-        .target(name: "SteleAdversary", dependencies: ["SteleCore"]),
-        .target(name: "SteleAudit", dependencies: ["SteleCore", "SteleLedger"]),
-        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAudit", "SteleAdversary"]),
+        .target(name: "PBFT", dependencies: ["SteleCore", "SteleCrypto"]),
+        .target(name: "SteleLedger", dependencies: ["SteleCore", "SteleCrypto"]),
+        .target(name: "SteleAdversary", dependencies: ["SteleCore", "SteleCrypto"]),
+        .target(name: "SteleAudit", dependencies: ["SteleLedger", "SteleCore", "SteleCrypto"]),
+        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto"]),
         .target(
             name: "SteleNode",
             dependencies: [
-                "PBFT", "SteleLedger", "SteleAudit", "SteleAdversary",
+                "PBFT", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -51,7 +51,7 @@ let package = Package(
         .target(
             name: "SteleHarness",
             dependencies: [
-                "SteleNode", "SteleAudit", "SteleLedger",
+                "SteleNode", "SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -60,36 +60,53 @@ let package = Package(
         .executableTarget(
             name: "stele",
             dependencies: [
-                "SteleNode", "SteleAdversary", "SteleHarness",
+                "SteleHarness", "SteleNode", "SteleAudit", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "stele-sim",
-            dependencies: ["SteleSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "SteleSim", "PBFT", "SteleCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "stele-check",
             dependencies: ["SteleAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+
         // Tests. SteleTestSupport is Foundation-only, so the Crypto, Core and PBFT tests link no
         // NIO and no process runner.
-        .target(name: "SteleTestSupport", dependencies: ["SteleCore"], path: "Tests/SteleTestSupport"),
-        .testTarget(name: "SteleTestSupportTests", dependencies: ["SteleTestSupport"]),
+        .target(name: "SteleTestSupport", dependencies: ["SteleCore", "SteleCrypto"], path: "Tests/SteleTestSupport"),
+        .testTarget(name: "SteleTestSupportTests", dependencies: ["SteleTestSupport", "SteleCore", "SteleCrypto"]),
         .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleTestSupport"]),
-        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleTestSupport"]),
-        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleTestSupport"]),
-        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger", "SteleTestSupport"]),
-        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger", "SteleTestSupport"]),
-        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary", "SteleTestSupport"]),
-        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim", "SteleTestSupport"]),
+        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(
+            name: "SteleAuditTests",
+            dependencies: ["SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
+        .testTarget(
+            name: "SteleSimTests",
+            dependencies: ["SteleSim", "PBFT", "SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
         .testTarget(
             name: "SteleNodeTests",
-            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", "SteleTestSupport", .product(name: "NIOEmbedded", package: "swift-nio"),
-                           .product(name: "Prometheus", package: "swift-prometheus")]
+            dependencies: [
+                "SteleNode", "SteleHarness", "PBFT", "SteleAudit", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
+                "SteleTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
-        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
+        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness", "SteleCore", "SteleCrypto"]),
         .testTarget(name: "SteleCommandTests", dependencies: ["stele", "SteleNode", "SteleCore"]),
     ]
 )
