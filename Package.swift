@@ -1,10 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way:
-// {CSodium, CSHA256} <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary} <- SteleAudit <- {SteleNode, SteleSim} <- executables
-// (SteleAdversary: the Byzantine behaviours that the simulator and `stele replica --byzantine` share.)
-// SteleNode <- SteleHarness (real replica processes, the crash-restart runner) <- stele
+// The graph, drawn from the real imports (docs/architecture.md, "The package graph"); every
+// module above SteleCore also imports SteleCore and SteleCrypto:
+//
+//   {CSodium, CSHA256} <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary}
+//   SteleLedger <- SteleAudit
+//   {PBFT, SteleLedger, SteleAdversary} <- SteleSim            (the deterministic simulator)
+//   {PBFT, SteleLedger, SteleAdversary} <- SteleNode + NIO     (the runtime: `stele replica`)
+//   {SteleNode, SteleAudit} <- SteleHarness    (drives and attacks a cluster: processes, chaos, floods)
+//   SteleHarness <- stele;  SteleSim <- stele-sim;  SteleAudit <- stele-check
+//   SteleCore <- SteleTestSupport   (tests only: scratch directories, bounded polling, fixed-key configs)
+//
+// What each target may import is the allowed-imports table in docs/architecture.md, the one
+// source of truth; tools/check-architecture (run by tools/test and ArchitectureTests) fails when
+// a file imports beyond its row, or when the dependencies below differ from what the files import.
 let package = Package(
     name: "Stele",
     platforms: [.macOS(.v14)],
@@ -82,6 +92,7 @@ let package = Package(
         // NIO and no process runner.
         .target(name: "SteleTestSupport", dependencies: ["SteleCore", "SteleCrypto"], path: "Tests/SteleTestSupport"),
         .testTarget(name: "SteleTestSupportTests", dependencies: ["SteleTestSupport", "SteleCore", "SteleCrypto"]),
+        .testTarget(name: "ArchitectureTests", dependencies: ["SteleTestSupport"]),
         .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleTestSupport"]),
         .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleCrypto", "SteleTestSupport"]),
         .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
