@@ -96,21 +96,29 @@ let package = Package(
         .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleTestSupport"]),
         .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleCrypto", "SteleTestSupport"]),
         .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
-        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
-        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(
+            name: "SteleLedgerTests",
+            dependencies: ["SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
+        .testTarget(
+            name: "SteleAdversaryTests",
+            dependencies: ["SteleAdversary", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
         .testTarget(
             name: "SteleAuditTests",
             dependencies: ["SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
         ),
         .testTarget(
             name: "SteleSimTests",
-            dependencies: ["SteleSim", "PBFT", "SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+            dependencies: [
+                "SteleSim", "PBFT", "SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport",
+            ]
         ),
         .testTarget(
             name: "SteleNodeTests",
             dependencies: [
-                "SteleNode", "SteleHarness", "PBFT", "SteleAudit", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
-                "SteleTestSupport",
+                "SteleNode", "SteleHarness", "PBFT", "SteleAudit", "SteleLedger", "SteleAdversary",
+                "SteleCore", "SteleCrypto", "SteleTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

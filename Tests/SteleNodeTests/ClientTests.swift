@@ -11,7 +11,8 @@ struct ClientTests {
     /// A config whose replicas listen nowhere: no reply will ever come.
     func unreachableConfig() throws -> ClusterConfig {
         let ports = try LocalPorts.free(4).map { UInt16($0) }
-        return TestReplicas(n: 4, cluster: ClusterID(bytes: [UInt8](repeating: 1, count: 16))!, ports: .listed(ports)).config
+        let cluster = ClusterID(bytes: [UInt8](repeating: 1, count: 16))!
+        return TestReplicas(n: 4, cluster: cluster, ports: .listed(ports)).config
     }
 
     @Test("a submit result's JSON names the block hash in hex and refuses one that is not a digest")

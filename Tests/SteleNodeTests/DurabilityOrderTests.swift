@@ -50,7 +50,8 @@ struct DurabilityOrderTests {
         var archives: [GatedArchive] = []
         var nodes: [ReplicaNode] = []
         for index in 0..<4 {
-            let archive = GatedArchive(try LedgerStore.create(path: scratch.file("ledger-\(index).stele"), genesis: config.genesis))
+            let store = try LedgerStore.create(path: scratch.file("ledger-\(index).stele"), genesis: config.genesis)
+            let archive = GatedArchive(store)
             archives.append(archive)
             nodes.append(try ReplicaNode(config: config, id: ReplicaID(UInt16(index)), keyPair: keys[index], ledger: archive,
                                          walPath: scratch.file("wal-\(index).log"), settings: settings, logger: logger))

@@ -59,7 +59,8 @@ public struct TestReplicas: Sendable {
         precondition(keys.count == n, "TestReplicas: \(keys.count) keys for n = \(n)")
         let endpoints = TestReplicas.endpoints(keys: keys, host: host, ports: ports)
         do {
-            config = try ClusterConfig(cluster: cluster, f: f ?? (n - 1) / 3, replicas: endpoints, parameters: parameters)
+            let faults = f ?? (n - 1) / 3
+            config = try ClusterConfig(cluster: cluster, f: faults, replicas: endpoints, parameters: parameters)
         } catch {
             preconditionFailure("TestReplicas: \(error)")
         }
@@ -68,9 +69,12 @@ public struct TestReplicas: Sendable {
 
     /// The endpoints of replicas 0 ..< keys.count, for tests that build (or fail to build) a
     /// ClusterConfig themselves.
-    public static func endpoints(keys: [KeyPair], host: String = "127.0.0.1", ports: Ports = .from(7000)) -> [ReplicaEndpoint] {
+    public static func endpoints(
+        keys: [KeyPair], host: String = "127.0.0.1", ports: Ports = .from(7000)
+    ) -> [ReplicaEndpoint] {
         keys.enumerated().map { index, key in
-            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: host, port: port(index, of: ports), publicKey: key.publicKey)
+            let id = ReplicaID(UInt16(index))
+            return ReplicaEndpoint(id: id, host: host, port: port(index, of: ports), publicKey: key.publicKey)
         }
     }
 

@@ -38,7 +38,9 @@ struct EventuallyTests {
     @Test("returns true as soon as the condition holds")
     func holds() async {
         let counter = Counter()
-        let held = await eventually(timeout: .seconds(30), interval: .milliseconds(1)) {
+        // A generous bound: in a full parallel run a sleeping task can wait tens of seconds
+        // for a cooperative thread, and this test is about stopping early, not about speed.
+        let held = await eventually(timeout: .seconds(600), interval: .milliseconds(1)) {
             counter.calls += 1
             return counter.calls == 3
         }
@@ -86,7 +88,8 @@ struct TestReplicasTests {
     @Test("the fixed keys are the ones fixtures were made with")
     func pinnedKeys() {
         // Replica 0: the Ed25519 key of the seed 32 × 0x01; labelled keys hash their label.
-        #expect(FixedKeys.replica(0).publicKey.hex == "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c")
+        let replica0 = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c"
+        #expect(FixedKeys.replica(0).publicKey.hex == replica0)
         #expect(FixedKeys.replica(2, offset: 10).publicKey == FixedKeys.repeating(13).publicKey)
         let labelled = KeyPair(seed: SHA256.hash(Array("stele test-only key: replica-0".utf8)))!
         #expect(FixedKeys.labelled("replica-0").publicKey == labelled.publicKey)

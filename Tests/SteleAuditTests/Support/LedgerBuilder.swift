@@ -23,7 +23,9 @@ enum TestKeys {
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = 8
         parameters.watermarkWindow = 16
-        return TestReplicas(n: replicas.count, f: f, cluster: cluster, keys: replicas, ports: .from(7100), parameters: parameters).config
+        let members = TestReplicas(n: replicas.count, f: f, cluster: cluster, keys: replicas, ports: .from(7100),
+                                   parameters: parameters)
+        return members.config
     }
 }
 
