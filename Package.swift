@@ -1,10 +1,20 @@
 // swift-tools-version:6.0
 import PackageDescription
 
-// Dependencies point one way:
-// {CSodium, CSHA256} <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary} <- SteleAudit <- {SteleNode, SteleSim} <- executables
-// (SteleAdversary: the Byzantine behaviours that the simulator and `stele replica --byzantine` share.)
-// SteleNode <- SteleHarness (real replica processes, the crash-restart runner) <- stele
+// The graph, drawn from the real imports (docs/architecture.md, "The package graph"); every
+// module above SteleCore also imports SteleCore and SteleCrypto:
+//
+//   {CSodium, CSHA256} <- SteleCrypto <- SteleCore <- {PBFT, SteleLedger, SteleAdversary}
+//   SteleLedger <- SteleAudit
+//   {PBFT, SteleLedger, SteleAdversary} <- SteleSim            (the deterministic simulator)
+//   {PBFT, SteleLedger, SteleAdversary} <- SteleNode + NIO     (the runtime: `stele replica`)
+//   {SteleNode, SteleAudit} <- SteleHarness    (drives and attacks a cluster: processes, chaos, floods)
+//   SteleHarness <- stele;  SteleSim <- stele-sim;  SteleAudit <- stele-check
+//   SteleCore <- SteleTestSupport   (tests only: scratch directories, bounded polling, fixed-key configs)
+//
+// What each target may import is the allowed-imports table in docs/architecture.md, the one
+// source of truth; tools/check-architecture (run by tools/test and ArchitectureTests) fails when
+// a file imports beyond its row, or when the dependencies below differ from what the files import.
 let package = Package(
     name: "Stele",
     platforms: [.macOS(.v14)],
@@ -31,15 +41,15 @@ let package = Package(
         .target(name: "CSHA256"),
         .target(name: "SteleCrypto", dependencies: ["CSodium", "CSHA256"]),
         .target(name: "SteleCore", dependencies: ["SteleCrypto"]),
-        .target(name: "PBFT", dependencies: ["SteleCore"]),
-        .target(name: "SteleLedger", dependencies: ["SteleCore"]),
-        .target(name: "SteleAdversary", dependencies: ["SteleCore"]),
-        .target(name: "SteleAudit", dependencies: ["SteleCore", "SteleLedger"]),
-        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAudit", "SteleAdversary"]),
+        .target(name: "PBFT", dependencies: ["SteleCore", "SteleCrypto"]),
+        .target(name: "SteleLedger", dependencies: ["SteleCore", "SteleCrypto"]),
+        .target(name: "SteleAdversary", dependencies: ["SteleCore", "SteleCrypto"]),
+        .target(name: "SteleAudit", dependencies: ["SteleLedger", "SteleCore", "SteleCrypto"]),
+        .target(name: "SteleSim", dependencies: ["PBFT", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto"]),
         .target(
             name: "SteleNode",
             dependencies: [
-                "PBFT", "SteleLedger", "SteleAudit", "SteleAdversary",
+                "PBFT", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -51,39 +61,71 @@ let package = Package(
         .target(
             name: "SteleHarness",
             dependencies: [
-                "SteleNode", "SteleAudit", "SteleLedger",
+                "SteleNode", "SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "stele",
             dependencies: [
-                "SteleNode", "SteleAdversary", "SteleHarness",
+                "SteleHarness", "SteleNode", "SteleAudit", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
             name: "stele-sim",
-            dependencies: ["SteleSim", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: [
+                "SteleSim", "PBFT", "SteleCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
         ),
         .executableTarget(
             name: "stele-check",
             dependencies: ["SteleAudit", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
-        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleHarness"]),
-        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleHarness"]),
-        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleHarness"]),
-        .testTarget(name: "SteleLedgerTests", dependencies: ["SteleLedger"]),
-        .testTarget(name: "SteleAuditTests", dependencies: ["SteleAudit", "SteleLedger", "SteleHarness"]),
-        .testTarget(name: "SteleAdversaryTests", dependencies: ["SteleAdversary"]),
-        .testTarget(name: "SteleSimTests", dependencies: ["SteleSim", "SteleHarness"]),
+
+        // Tests. SteleTestSupport is Foundation-only, so the Crypto, Core and PBFT tests link no
+        // NIO and no process runner.
+        .target(name: "SteleTestSupport", dependencies: ["SteleCore", "SteleCrypto"], path: "Tests/SteleTestSupport"),
+        .testTarget(name: "SteleTestSupportTests", dependencies: ["SteleTestSupport", "SteleCore", "SteleCrypto"]),
+        .testTarget(name: "ArchitectureTests", dependencies: ["SteleTestSupport"]),
+        .testTarget(name: "SteleCryptoTests", dependencies: ["SteleCrypto", "SteleTestSupport"]),
+        .testTarget(name: "SteleCoreTests", dependencies: ["SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(name: "PBFTTests", dependencies: ["PBFT", "SteleCore", "SteleCrypto", "SteleTestSupport"]),
+        .testTarget(
+            name: "SteleLedgerTests",
+            dependencies: ["SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
+        .testTarget(
+            name: "SteleAdversaryTests",
+            dependencies: ["SteleAdversary", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
+        .testTarget(
+            name: "SteleAuditTests",
+            dependencies: ["SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
+        .testTarget(
+            name: "SteleSimTests",
+            dependencies: [
+                "SteleSim", "PBFT", "SteleAudit", "SteleLedger", "SteleCore", "SteleCrypto", "SteleTestSupport",
+            ]
+        ),
         .testTarget(
             name: "SteleNodeTests",
-            dependencies: ["SteleNode", "SteleAdversary", "SteleHarness", .product(name: "NIOEmbedded", package: "swift-nio"),
-                           .product(name: "Prometheus", package: "swift-prometheus")]
+            dependencies: [
+                "SteleNode", "SteleHarness", "PBFT", "SteleAudit", "SteleLedger", "SteleAdversary",
+                "SteleCore", "SteleCrypto", "SteleTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
-        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness"]),
+        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness", "SteleCore", "SteleCrypto"]),
         .testTarget(name: "SteleCommandTests", dependencies: ["stele", "SteleNode", "SteleCore"]),
     ]
 )

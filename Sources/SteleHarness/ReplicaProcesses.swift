@@ -22,7 +22,10 @@ public func builtSteleExecutable(testFile: String = #filePath) -> String {
 
 /// Polls `condition` every `interval` until it holds or `timeout` passes; returns whether it
 /// held. Every wait in the harness is one of these: no fixed sleep stands in for a condition.
-public func pollUntil(timeout: Duration, interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool) async rethrows -> Bool {
+/// (Tests wait with SteleTestSupport's `eventually`; this one serves `stele chaos`.)
+func pollUntil(
+    timeout: Duration, interval: Duration = .milliseconds(100), _ condition: () async throws -> Bool
+) async rethrows -> Bool {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline, !Task.isCancelled {
         if try await condition() { return true }

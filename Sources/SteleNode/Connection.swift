@@ -54,8 +54,8 @@ func wrapFrameChannel(_ channel: Channel, limit: FrameLimit) -> EventLoopFuture<
     }
 }
 
-/// Dials a replica and installs the frame codec.
-func connectFrameChannel(to endpoint: ReplicaEndpoint, frameBytesMax: Int) async throws -> FrameChannel {
+/// Dials a replica and installs the frame codec. (`package`: the harness's floods dial with it.)
+package func connectFrameChannel(to endpoint: ReplicaEndpoint, frameBytesMax: Int) async throws -> FrameChannel {
     try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         .channelOption(.socketOption(.tcp_nodelay), value: 1)
         .connectTimeout(.seconds(2))
@@ -101,14 +101,21 @@ struct ConnectionError: Error, CustomStringConvertible {
 }
 
 /// Runs the handshake on an established channel. `expected` pins the identity the connector
-/// dialled (an outbound link to replica j accepts only replica j).
-struct HandshakeDriver {
+/// dialled (an outbound link to replica j accepts only replica j). (`package`: the harness's
+/// floods connect as a client or as an impersonated replica with it.)
+package struct HandshakeDriver {
     let handshake: Handshake
     let myIdentity: PeerIdentity
     let myKey: KeyPair
 
+    package init(handshake: Handshake, myIdentity: PeerIdentity, myKey: KeyPair) {
+        self.handshake = handshake
+        self.myIdentity = myIdentity
+        self.myKey = myKey
+    }
+
     /// As the side that dialled: HELLO, read HELLO, PROOF, read PROOF.
-    func asConnector(
+    package func asConnector(
         inbound: inout NIOAsyncChannelInboundStream<Frame>.AsyncIterator,
         outbound: NIOAsyncChannelOutboundWriter<Frame>,
         expected: PeerIdentity

@@ -4,6 +4,7 @@ import Histogram
 import Logging
 import SteleCore
 import SteleCrypto
+import SteleHarness
 import SteleLedger
 import SteleNode
 import Synchronization

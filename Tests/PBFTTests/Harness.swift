@@ -1,6 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import PBFT
 
 /// One message in flight.
@@ -50,21 +51,16 @@ struct Cluster {
         return parameters
     }
 
-    static func keyPair(_ index: Int) -> KeyPair { KeyPair(seed: [UInt8](repeating: UInt8(index + 1), count: 32))! }
-
     /// n = 3f + 1 unless `replicaCount` says more (then the quorum is ⌈(n+f+1)/2⌉, above 2f + 1).
     init(f: Int = 1, replicaCount: Int? = nil, parameters: ProtocolParameters = Cluster.parameters()) {
         let n = replicaCount ?? 3 * f + 1
-        let keys = (0..<n).map(Cluster.keyPair)
-        let endpoints = keys.enumerated().map { index, key in
-            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(7000 + index), publicKey: key.publicKey)
-        }
-        let config = try! ClusterConfig(cluster: Cluster.clusterID, f: f, replicas: endpoints, parameters: parameters)
-        let signers = keys.enumerated().map { ReplicaSigner(replica: ReplicaID(UInt16($0)), cluster: Cluster.clusterID, keyPair: $1) }
+        let members = TestReplicas(n: n, f: f, cluster: Cluster.clusterID, parameters: parameters)
+        let config = members.config
+        let signers = members.signers
         self.config = config
         self.signers = signers
         verifier = SignatureVerifier(config: config)
-        client = ClientSigner(cluster: Cluster.clusterID, keyPair: KeyPair(seed: [UInt8](repeating: 200, count: 32))!)
+        client = ClientSigner(cluster: Cluster.clusterID, keyPair: FixedKeys.repeating(200))
         replicas = signers.map { Replica(config: config, signer: $0) }
         ledgers = Array(repeating: [], count: n)
         checkpoints = Array(repeating: [], count: n)

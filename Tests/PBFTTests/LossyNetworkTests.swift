@@ -1,7 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
-import SteleHarness
+import SteleTestSupport
 @testable import PBFT
 
 extension Cluster {

@@ -1,6 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import PBFT
 
 /// PBFT §4.2, normal-case operation.
@@ -245,7 +246,7 @@ import SteleCrypto
 /// The pending-request queue is bounded by bytes as well as by count.
 @Suite struct RequestQueueBytesTests {
     @Test func theQueueRefusesRequestsBeyondItsByteCapacityAndFreesBytesOnRemoval() {
-        let client = ClientSigner(cluster: Cluster.clusterID, keyPair: KeyPair(seed: [UInt8](repeating: 201, count: 32))!)
+        let client = ClientSigner(cluster: Cluster.clusterID, keyPair: FixedKeys.repeating(201))
         func request(_ timestamp: UInt64, bytes: Int) -> Request {
             client.request(timestamp: timestamp, payload: [UInt8](repeating: 7, count: bytes))
         }
@@ -272,11 +273,11 @@ import SteleCrypto
         #expect(!next)
     }
 
-    @Test func theDefaultsBoundPendingBytesAt128MiB() throws {
+    @Test func theDefaultsBoundPendingBytesAt128MiB() {
         var parameters = ProtocolParameters()
         parameters.pipelineDepthMax = 32
         parameters.batchBytesMax = 1024 * 1024
-        let config = try ClusterConfig(cluster: Cluster.clusterID, f: 1, replicas: Cluster().config.replicas, parameters: parameters)
+        let config = TestReplicas(n: 4, cluster: Cluster.clusterID, parameters: parameters).config
         #expect(ReplicaLimits(config: config).pendingRequestBytesMax == 128 * 1024 * 1024)
     }
 }

@@ -1,6 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import PBFT
 
 /// Issue 18, point 3: what one Byzantine replica can make an honest replica hold is bounded by
@@ -11,7 +12,7 @@ private let honest: ReplicaID = 1
 @Suite struct PeerMemoryBoundTests {
     /// The default figure docs/security.md gives (n = 4, default parameters).
     @Test func theDefaultBoundIsDocumented() {
-        let config = try! ClusterConfig(cluster: Cluster.clusterID, f: 1, replicas: Cluster().config.replicas)
+        let config = TestReplicas(n: 4, cluster: Cluster.clusterID).config
         let limits = ReplicaLimits(config: config)
         #expect(limits.bytesHeldPerReplicaMax == 210_347_664)
         #expect(limits.viewChangeBytesMax == 67_144_324)
@@ -20,7 +21,7 @@ private let honest: ReplicaID = 1
 
     /// Requests of a key the Byzantine replica controls, each with a maximal payload.
     static func maximalRequests(_ cluster: Cluster, count: Int, from first: UInt64 = 1) -> [Request] {
-        let signer = ClientSigner(cluster: Cluster.clusterID, keyPair: KeyPair(seed: [UInt8](repeating: 66, count: 32))!)
+        let signer = ClientSigner(cluster: Cluster.clusterID, keyPair: FixedKeys.repeating(66))
         let payload = [UInt8](repeating: 0x5a, count: CodecLimits.standard.payloadBytesMax)
         return (0..<UInt64(count)).map { signer.request(timestamp: first + $0, payload: payload) }
     }

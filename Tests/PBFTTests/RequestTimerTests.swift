@@ -1,6 +1,7 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import PBFT
 
 /// PBFT §4.4, the backups' view-change timer: "a backup is waiting for a request if it received
@@ -8,7 +9,7 @@ import SteleCrypto
 /// when it executes, for another one the backup still waits on.
 @Suite struct RequestTimerTests {
     static func clientSigner(_ seed: UInt8) -> ClientSigner {
-        ClientSigner(cluster: Cluster.clusterID, keyPair: KeyPair(seed: [UInt8](repeating: seed, count: 32))!)
+        ClientSigner(cluster: Cluster.clusterID, keyPair: FixedKeys.repeating(seed))
     }
 
     /// A primary that orders the requests of clients X and Y but never client V's (issue 18,

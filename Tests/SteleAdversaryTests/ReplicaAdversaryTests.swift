@@ -1,20 +1,19 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleAdversary
 
 /// Each mode does what `stele replica --byzantine` promises, checked on the messages it emits:
 /// the end-to-end suite shows the cluster withstands it, these show it really attacks.
 @Suite("Byzantine modes of a real replica")
 struct ReplicaAdversaryTests {
-    static let keys = (0..<4).map { KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))! }
-    static let config = try! ClusterConfig(
-        cluster: ClusterID(bytes: [UInt8](repeating: 9, count: 16))!, f: 1,
-        replicas: keys.enumerated().map { ReplicaEndpoint(id: ReplicaID(UInt16($0.offset)), host: "127.0.0.1", port: UInt16(7000 + $0.offset), publicKey: $0.element.publicKey) })
+    static let replicas = TestReplicas(n: 4, cluster: ClusterID(bytes: [UInt8](repeating: 9, count: 16))!)
+    static let config = replicas.config
     static let verifier = SignatureVerifier(config: config)
-    static let client = ClientSigner(cluster: config.cluster, keyPair: KeyPair(seed: [UInt8](repeating: 42, count: 32))!)
+    static let client = ClientSigner(cluster: config.cluster, keyPair: FixedKeys.repeating(42))
 
-    static func signer(_ index: Int) -> ReplicaSigner { ReplicaSigner(replica: ReplicaID(UInt16(index)), cluster: config.cluster, keyPair: keys[index]) }
+    static func signer(_ index: Int) -> ReplicaSigner { replicas.signer(index) }
 
     static func adversary(_ mode: ByzantineMode, replica: Int = 0) -> ReplicaAdversary {
         ReplicaAdversary(mode: mode, config: config, signer: signer(replica), seed: 1234)

@@ -1,6 +1,6 @@
 import Foundation
 import SteleCore
-import SteleHarness
+import SteleTestSupport
 import SteleLedger
 import Testing
 @testable import SteleAudit

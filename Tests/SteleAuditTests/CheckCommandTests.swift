@@ -1,5 +1,6 @@
 import Foundation
 import SteleCore
+import SteleTestSupport
 import Testing
 @testable import SteleAudit
 
@@ -16,12 +17,6 @@ struct CommandRun {
         self.output = output
         self.errors = errors
     }
-}
-
-func temporaryDirectory(_ label: String) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("stele-audit-\(label)-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    return url
 }
 
 @Suite("stele-check exit codes: 0 pass, 1 violation, 2 usage or I/O")
@@ -47,10 +42,9 @@ struct CheckCommandTests {
 
     @Test("1 when the ledgers belong to another cluster than the configuration says")
     func foreignGenesisExitsOne() throws {
-        let directory = try temporaryDirectory("foreign")
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = TemporaryDirectory(prefix: "stele-audit-foreign")
         let other = TestKeys.makeConfig(cluster: ClusterID(bytes: Array("another-cluster!".utf8))!, replicas: TestKeys.replicas, f: 1)
-        let configPath = directory.appendingPathComponent("cluster.json").path
+        let configPath = directory.file("cluster.json")
         try other.jsonData().write(to: URL(fileURLWithPath: configPath))
         let run = CommandRun(CheckCommand(configPath: configPath, ledgerPaths: [FixtureSet.path("valid")]))
         #expect(run.status == 1)
@@ -70,9 +64,8 @@ struct CheckCommandTests {
         #"{"formatVersion": 1, "clusterID": "00", "f": 1, "replicas": []}"#,
     ])
     func invalidConfigExitsTwo(text: String) throws {
-        let directory = try temporaryDirectory("config")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("cluster.json").path
+        let directory = TemporaryDirectory(prefix: "stele-audit-config")
+        let path = directory.file("cluster.json")
         try Data(text.utf8).write(to: URL(fileURLWithPath: path))
         let run = CommandRun(CheckCommand(configPath: path, ledgerPaths: [FixtureSet.path("valid")]))
         #expect(run.status == 2)
@@ -81,9 +74,8 @@ struct CheckCommandTests {
 
     @Test("2 when a configuration has too few replicas for f")
     func tooFewReplicasExitsTwo() throws {
-        let directory = try temporaryDirectory("few")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("cluster.json").path
+        let directory = TemporaryDirectory(prefix: "stele-audit-few")
+        let path = directory.file("cluster.json")
         let json = String(decoding: TestKeys.config.jsonData(), as: UTF8.self).replacingOccurrences(of: "\"f\" : 1", with: "\"f\" : 2")
         try Data(json.utf8).write(to: URL(fileURLWithPath: path))
         let run = CommandRun(CheckCommand(configPath: path, ledgerPaths: [FixtureSet.path("valid")]))
@@ -93,8 +85,7 @@ struct CheckCommandTests {
 
     @Test("2 when a ledger path is missing or a directory holds no ledger")
     func missingLedgerExitsTwo() throws {
-        let empty = try temporaryDirectory("empty")
-        defer { try? FileManager.default.removeItem(at: empty) }
+        let empty = TemporaryDirectory(prefix: "stele-audit-empty")
         let missing = CommandRun(CheckCommand(configPath: validConfig, ledgerPaths: [FixtureSet.path("valid/replica-9.ledger")]))
         #expect(missing.status == 2)
         #expect(missing.errors.contains("replica-9.ledger"))

@@ -1,5 +1,6 @@
 import Foundation
 import SteleCore
+import SteleTestSupport
 import SteleLedger
 import Testing
 @testable import SteleAudit
@@ -60,9 +61,8 @@ struct ScannerTests {
 
     @Test("a file on disk reads like the same bytes in memory")
     func fileSourceMatchesMemory() throws {
-        let directory = try temporaryDirectory("scan")
-        defer { try? FileManager.default.removeItem(at: directory) }
-        let path = directory.appendingPathComponent("replica-0.ledger").path
+        let directory = TemporaryDirectory(prefix: "stele-audit-scan")
+        let path = directory.file("replica-0.ledger")
         try Data(Self.valid).write(to: URL(fileURLWithPath: path))
         var scanner = try LedgerScanner(source: .file(path: path), windowByteCount: 512)
         var records = [LedgerRecord]()
@@ -160,12 +160,11 @@ struct ScannerTests {
 
     @Test("a directory stands for its *.ledger files, sorted; a missing path is an error")
     func pathExpansion() throws {
-        let directory = try temporaryDirectory("paths")
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = TemporaryDirectory(prefix: "stele-audit-paths")
         for name in ["b.ledger", "a.ledger", "notes.txt", ".ledger"] {
-            try Data().write(to: directory.appendingPathComponent(name))
+            try Data().write(to: directory.fileURL(name))
         }
-        let expanded = try LedgerPaths.expand([directory.path, directory.appendingPathComponent("a.ledger").path])
+        let expanded = try LedgerPaths.expand([directory.path, directory.file("a.ledger")])
         #expect(expanded.map { URL(fileURLWithPath: $0).lastPathComponent } == ["a.ledger", "b.ledger"])
         #expect(throws: AuditError(.notFound, path: "/nonexistent/x.ledger")) {
             try LedgerPaths.expand(["/nonexistent/x.ledger"])

@@ -1,6 +1,6 @@
 import Foundation
 import SteleCrypto
-import SteleHarness
+import SteleTestSupport
 import Testing
 @testable import SteleCore
 

@@ -1,21 +1,16 @@
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleCore
 
 /// Deterministic keys and one sample of every message, shared by the codec tests.
 enum Samples {
     static let cluster = ClusterID(bytes: (0..<16).map { UInt8($0) })!
-    static let replicaKeys: [KeyPair] = (0..<4).map { KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))! }
-    static let clientKey = KeyPair(seed: [UInt8](repeating: 0xc1, count: 32))!
+    static let replicas = TestReplicas(n: 4, cluster: cluster)
+    static let replicaKeys: [KeyPair] = replicas.keys
+    static let clientKey = FixedKeys.repeating(0xc1)
+    static let config: ClusterConfig = replicas.config
 
-    static let config: ClusterConfig = try! ClusterConfig(
-        cluster: cluster, f: 1,
-        replicas: replicaKeys.enumerated().map { index, key in
-            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(7000 + index), publicKey: key.publicKey)
-        })
-
-    static func signer(_ index: Int) -> ReplicaSigner {
-        ReplicaSigner(replica: ReplicaID(UInt16(index)), cluster: cluster, keyPair: replicaKeys[index])
-    }
+    static func signer(_ index: Int) -> ReplicaSigner { replicas.signer(index) }
 
     static let client = ClientSigner(cluster: cluster, keyPair: clientKey)
 

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleCore
 
 @Suite("What a signature covers")
@@ -130,9 +131,7 @@ struct SigningTests {
 
 @Suite("Cluster configuration")
 struct ClusterConfigTests {
-    func endpoints(_ count: Int) -> [ReplicaEndpoint] {
-        (0..<count).map { ReplicaEndpoint(id: ReplicaID(UInt16($0)), host: "127.0.0.1", port: UInt16(7000 + $0), publicKey: KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))!.publicKey) }
-    }
+    func endpoints(_ count: Int) -> [ReplicaEndpoint] { TestReplicas.endpoints(keys: FixedKeys.replicas(count)) }
 
     @Test("n >= 3f+1 is enforced with a clear error")
     func tooFewReplicas() {

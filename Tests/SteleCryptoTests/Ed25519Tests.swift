@@ -1,5 +1,5 @@
 import Foundation
-import SteleHarness
+import SteleTestSupport
 import Testing
 @testable import SteleCrypto
 
@@ -194,8 +194,8 @@ struct HexTests {
 @Suite("Secret key files")
 struct KeyFileTests {
     /// Removed when the test ends (a suite instance per test).
-    let scratch = ScratchDirectories(prefix: "stele-keyfile")
-    func scratchPath(_ name: String) -> String { scratch.path(name) }
+    let scratch = TemporaryDirectory(prefix: "stele-keyfile")
+    func scratchPath(_ name: String) -> String { scratch.file(name) }
 
     @Test("a key file is written with mode 0600 and reads back the same key")
     func roundTrip() throws {

@@ -1,39 +1,34 @@
 import Foundation
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleLedger
 
 /// A deterministic cluster: n = 3f+1 replicas whose Ed25519 seeds are 32 copies of the byte
-/// `id + 1`, one client whose seed is 32 bytes of `clientSeedByte`, and a fixed cluster id.
+/// `id + 1 + seedOffset`, one client whose seed is 32 bytes of `clientSeedByte`, and a fixed
+/// cluster id; the worked example's bytes depend on these keys.
 struct TestCluster {
     static let exampleClusterID = ClusterID(hex: "000102030405060708090a0b0c0d0e0f")!
 
-    let cluster: ClusterID
-    let f: Int
-    let replicaKeys: [KeyPair]
+    let replicas: TestReplicas
     let clientSeed: [UInt8]
     let client: ClientSigner
 
     init(f: Int = 1, cluster: ClusterID = TestCluster.exampleClusterID, seedOffset: UInt8 = 0, clientSeedByte: UInt8 = 0xc0) {
-        self.cluster = cluster
-        self.f = f
-        self.replicaKeys = (0..<(3 * f + 1)).map { KeyPair(seed: [UInt8](repeating: UInt8($0) + 1 + seedOffset, count: 32))! }
-        self.clientSeed = [UInt8](repeating: clientSeedByte, count: 32)
-        self.client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: clientSeed)!)
+        let n = 3 * f + 1
+        replicas = TestReplicas(n: n, f: f, cluster: cluster, keys: FixedKeys.replicas(n, offset: seedOffset))
+        clientSeed = [UInt8](repeating: clientSeedByte, count: KeyPair.seedByteCount)
+        client = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(clientSeedByte))
     }
 
-    var n: Int { replicaKeys.count }
+    var cluster: ClusterID { replicas.cluster }
+    var f: Int { replicas.config.f }
+    var replicaKeys: [KeyPair] { replicas.keys }
+    var n: Int { replicas.n }
     var quorum: Int { 2 * f + 1 }
+    var genesis: Genesis { replicas.config.genesis }
 
-    var genesis: Genesis {
-        Genesis(cluster: cluster, f: UInt16(f), members: replicaKeys.enumerated().map {
-            Genesis.Member(id: ReplicaID(UInt16($0.offset)), publicKey: $0.element.publicKey)
-        })
-    }
-
-    func signer(_ id: Int) -> ReplicaSigner {
-        ReplicaSigner(replica: ReplicaID(UInt16(id)), cluster: cluster, keyPair: replicaKeys[id])
-    }
+    func signer(_ id: Int) -> ReplicaSigner { replicas.signer(id) }
 
     func request(timestamp: UInt64, payload: String) -> Request {
         client.request(timestamp: timestamp, payload: Array(payload.utf8))
@@ -79,21 +74,6 @@ struct TestCluster {
             Checkpoint(sequence: sequence, stateDigest: digest, replica: ReplicaID(UInt16($0))).signed(by: signer($0))
         })
     }
-}
-
-/// A fresh directory for one test, removed when the value goes away.
-final class TemporaryDirectory {
-    let path: String
-
-    init() {
-        let base = FileManager.default.temporaryDirectory.path
-        path = "\(base)/stele-ledger-tests-\(UUID().uuidString)"
-        try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-
-    func file(_ name: String) -> String { "\(path)/\(name)" }
 }
 
 func readFile(_ path: String) -> [UInt8] {

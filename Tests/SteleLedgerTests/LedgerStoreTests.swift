@@ -1,6 +1,7 @@
 import Foundation
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 import Testing
 @testable import SteleLedger
 
@@ -10,7 +11,7 @@ struct LedgerStoreTests {
 
     @Test("A created ledger is the header followed by the genesis record, and its head is the genesis hash")
     func createWritesHeaderAndGenesis() throws {
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("replica-0.ledger")
         let store = try LedgerStore.create(path: path, genesis: cluster.genesis)
         #expect(store.head == ChainHead(height: .genesis, hash: cluster.genesis.hash))
@@ -22,7 +23,7 @@ struct LedgerStoreTests {
 
     @Test("Create refuses an existing path and an invalid genesis")
     func createRefusals() throws {
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("replica-0.ledger")
         _ = try LedgerStore.create(path: path, genesis: cluster.genesis)
         let exists = ledgerError { () throws(LedgerError) in try LedgerStore.create(path: path, genesis: cluster.genesis) }
@@ -39,7 +40,7 @@ struct LedgerStoreTests {
 
     @Test("Round trip: appended blocks and checkpoint certificates read back equal")
     func roundTrip() throws {
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let store = try LedgerStore.create(path: directory.file("l"), genesis: cluster.genesis)
         let blocks = cluster.chain(count: 5, requestsPerBlock: 3)
         let certificate = cluster.checkpoint(for: blocks[3])
@@ -114,7 +115,7 @@ struct LedgerStoreTests {
 
     @Test("Reopen: the chain, index and checkpoints are rebuilt from the file")
     func reopen() throws {
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("l")
         let blocks = cluster.chain(count: 20, requestsPerBlock: 2)
         do {
@@ -220,7 +221,7 @@ struct LedgerStoreTests {
 
     @Test("A read-only open neither appends nor takes the writer's lock; a second writer is refused")
     func accessAndLocking() throws {
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("l")
         let writer = try LedgerStore.create(path: path, genesis: cluster.genesis)
         let second = ledgerError { () throws(LedgerError) in try LedgerStore.open(path: path) }

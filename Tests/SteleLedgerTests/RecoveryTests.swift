@@ -1,6 +1,7 @@
 import Foundation
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 import Testing
 @testable import SteleLedger
 
@@ -35,7 +36,7 @@ struct TornTailTests {
     @Test("Cut at every byte inside the last record: opens at the previous record, reports and truncates the tail")
     func cutAtEveryByteOfTheLastRecord() throws {
         let sample = try SampleLedger()
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("replica-1.ledger")
         let last = sample.lastRecordOffset
         for cut in (last + 1)..<sample.bytes.count {
@@ -94,7 +95,7 @@ struct TornTailTests {
     @Test("A read-only open reports the torn tail but leaves the file alone")
     func readOnlyDoesNotTruncate() throws {
         let sample = try SampleLedger()
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("l")
         let torn = Array(sample.bytes.dropLast(3))
         writeFile(path, torn)
@@ -111,7 +112,7 @@ struct TornTailTests {
     @Test("Appending after recovery continues the chain from the last whole block")
     func appendAfterRecovery() throws {
         let sample = try SampleLedger()
-        let directory = TemporaryDirectory()
+        let directory = TemporaryDirectory(prefix: "stele-ledger")
         let path = directory.file("l")
         writeFile(path, Array(sample.bytes.dropLast(10)))
         do {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import SteleAudit
 import SteleCore
+import SteleTestSupport
 @testable import SteleNode
 
 // What every end-to-end scenario checks at the end, shared by the suites.

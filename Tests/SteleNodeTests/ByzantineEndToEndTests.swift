@@ -4,6 +4,7 @@ import SteleAdversary
 import SteleAudit
 import SteleCore
 import SteleHarness
+import SteleTestSupport
 @testable import SteleNode
 
 /// Four real replica processes, one of them started with `--byzantine MODE`. Clients keep

@@ -3,17 +3,16 @@ import Logging
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleNode
 
 @Suite("Client library")
 struct ClientTests {
     /// A config whose replicas listen nowhere: no reply will ever come.
     func unreachableConfig() throws -> ClusterConfig {
-        let ports = try LocalPorts.free(4)
-        let endpoints = (0..<4).map { index in
-            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(ports[index]), publicKey: KeyPair.generate().publicKey)
-        }
-        return try ClusterConfig(cluster: ClusterID(bytes: [UInt8](repeating: 1, count: 16))!, f: 1, replicas: endpoints)
+        let ports = try LocalPorts.free(4).map { UInt16($0) }
+        let cluster = ClusterID(bytes: [UInt8](repeating: 1, count: 16))!
+        return TestReplicas(n: 4, cluster: cluster, ports: .listed(ports)).config
     }
 
     @Test("a submit result's JSON names the block hash in hex and refuses one that is not a digest")

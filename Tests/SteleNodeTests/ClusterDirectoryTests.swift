@@ -2,18 +2,19 @@ import Foundation
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleNode
 
 @Suite("stele cluster init")
 struct ClusterDirectoryTests {
-    func scratch() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("stele-init-\(UUID().uuidString.prefix(8))").path
-    }
+    /// Removed when the test ends (a suite instance per test).
+    let scratchDirectory = TemporaryDirectory(prefix: "stele-init")
+    /// A cluster directory that `cluster init` has yet to create.
+    func scratch() -> String { scratchDirectory.file("cluster") }
 
     @Test("init writes the config, one 0600 key per replica and a client key, all consistent")
     func initialize() throws {
         let root = scratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
         let config = try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 7400, force: false)
         let directory = ClusterDirectory(root)
         #expect(config.n == 4)
@@ -32,7 +33,6 @@ struct ClusterDirectoryTests {
     @Test("init refuses n < 3f+1 with the PBFT rule in the message")
     func refusesTooFewReplicas() {
         let root = scratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
         #expect { try ClusterDirectory.initialize(root: root, replicas: 3, f: 1, host: "127.0.0.1", basePort: 7400, force: false) } throws: { error in
             "\(error)".contains("n >= 3f+1 = 4")
         }
@@ -42,7 +42,6 @@ struct ClusterDirectoryTests {
     @Test("init refuses to replace an existing cluster unless forced")
     func refusesExisting() throws {
         let root = scratch()
-        defer { try? FileManager.default.removeItem(atPath: root) }
         let first = try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 7400, force: false)
         #expect { try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 7400, force: false) } throws: { error in
             "\(error)".contains("--force")

@@ -7,6 +7,7 @@ import SteleCrypto
 import SteleLedger
 import Synchronization
 import Testing
+import SteleTestSupport
 @testable import SteleNode
 
 /// A ledger archive whose fsync can be held shut: `sync()` blocks while the gate is closed
@@ -41,9 +42,7 @@ final class GatedArchive: LedgerArchive, @unchecked Sendable {
 struct DurabilityOrderTests {
     @Test("while every replica's ledger fsync is held, no reply reaches the client; once released, the submit is acknowledged")
     func repliesWaitForTheLedgerFsync() async throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-durability-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = TemporaryDirectory(prefix: "stele-durability")
         let (config, keys) = try localCluster()
         let logger = Logger(label: "test.durability") { _ in SwiftLogNoOpLogHandler() }
         var settings = NodeSettings()
@@ -51,10 +50,11 @@ struct DurabilityOrderTests {
         var archives: [GatedArchive] = []
         var nodes: [ReplicaNode] = []
         for index in 0..<4 {
-            let archive = GatedArchive(try LedgerStore.create(path: "\(root)/ledger-\(index).stele", genesis: config.genesis))
+            let store = try LedgerStore.create(path: scratch.file("ledger-\(index).stele"), genesis: config.genesis)
+            let archive = GatedArchive(store)
             archives.append(archive)
             nodes.append(try ReplicaNode(config: config, id: ReplicaID(UInt16(index)), keyPair: keys[index], ledger: archive,
-                                         walPath: "\(root)/wal-\(index).log", settings: settings, logger: logger))
+                                         walPath: scratch.file("wal-\(index).log"), settings: settings, logger: logger))
         }
         defer { archives.forEach { $0.open() } }
 

@@ -5,6 +5,8 @@ import Testing
 import SteleAudit
 import SteleCore
 import SteleCrypto
+import SteleHarness
+import SteleTestSupport
 @testable import SteleNode
 
 /// Real `stele replica` processes on 127.0.0.1 with ephemeral ports. Every wait polls its

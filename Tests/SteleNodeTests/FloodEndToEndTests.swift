@@ -2,6 +2,8 @@ import Foundation
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleHarness
+import SteleTestSupport
 @testable import SteleNode
 
 /// Hostile clients and a hostile replica-key holder flood real replica processes while an

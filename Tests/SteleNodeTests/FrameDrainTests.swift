@@ -2,6 +2,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+import SteleTestSupport
 @testable import SteleNode
 
 /// Counts the bytes that arrive; reads only once `startReading` is called (autoRead is off).

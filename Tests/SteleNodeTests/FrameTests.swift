@@ -3,16 +3,16 @@ import Synchronization
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleNode
 
 private let cluster = ClusterID(bytes: [UInt8](repeating: 3, count: 16))!
-private let keys = (0..<4).map { KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))! }
-private let config = try! ClusterConfig(
-    cluster: cluster, f: 1,
-    replicas: keys.enumerated().map { ReplicaEndpoint(id: ReplicaID(UInt16($0)), host: "127.0.0.1", port: UInt16(9000 + $0), publicKey: $1.publicKey) })
+private let replicas = TestReplicas(n: 4, cluster: cluster, ports: .from(9000))
+private let keys = replicas.keys
+private let config = replicas.config
 
 private func sampleFrames() -> [Frame] {
-    let client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 9, count: 32))!)
+    let client = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(9))
     return [
         .hello(Hello(cluster: cluster, identity: .replica(2), nonce: [UInt8](repeating: 5, count: 32))),
         .hello(Hello(cluster: cluster, identity: .client(client.publicKey), nonce: [UInt8](repeating: 6, count: 32))),
@@ -156,7 +156,7 @@ struct MailboxTests {
 
     @Test("a pre-prepare's queued size estimate grows with its requests' payloads")
     func frameEstimate() {
-        let signer = ClientSigner(cluster: ClusterID(bytes: [UInt8](repeating: 3, count: 16))!, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+        let signer = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(5))
         let small = (1...10).map { signer.request(timestamp: UInt64($0), payload: [1]) }
         let large = (1...10).map { signer.request(timestamp: UInt64($0), payload: [UInt8](repeating: 1, count: 4_096)) }
         func estimate(_ batch: [Request]) -> Int {
@@ -169,7 +169,7 @@ struct MailboxTests {
 
     @Test("a state response is cut to a prefix of blocks that fits the frame budget, never to none")
     func stateResponseFitsAFrame() {
-        let signer = ClientSigner(cluster: ClusterID(bytes: [UInt8](repeating: 3, count: 16))!, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+        let signer = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(5))
         let signatures = (0..<3).map { ReplicaSignature(replica: ReplicaID(UInt16($0)), signature: .zero) }
         var prevHash = Digest.zero
         var blocks: [CertifiedBlock] = []
@@ -193,7 +193,7 @@ struct MailboxTests {
 
     @Test("a message over the frame limit is found before it is sent; one within it is not")
     func oversizeFrames() {
-        let signer = ClientSigner(cluster: ClusterID(bytes: [UInt8](repeating: 3, count: 16))!, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+        let signer = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(5))
         let batch = (1...10).map { signer.request(timestamp: UInt64($0), payload: [UInt8](repeating: 1, count: 1_000)) }
         let frame = Frame.message(.prePrepare(PrePrepare(view: View(0), sequence: SequenceNumber(1), primary: ReplicaID(0), batch: batch)))
         let exact = frame.encodedPayload().count

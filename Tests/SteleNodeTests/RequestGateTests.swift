@@ -1,12 +1,13 @@
 import Testing
 import SteleCore
 import SteleCrypto
+import SteleTestSupport
 @testable import SteleNode
 
 @Suite("RequestGate: cheap checks before signature verification")
 struct RequestGateTests {
     static let cluster = ClusterID(bytes: [UInt8](repeating: 3, count: 16))!
-    static let client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 5, count: 32))!)
+    static let client = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(5))
     static func request(_ timestamp: UInt64, payload: String = "tx") -> Request {
         client.request(timestamp: timestamp, payload: Array(payload.utf8))
     }

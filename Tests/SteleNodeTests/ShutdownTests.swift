@@ -4,6 +4,7 @@ import Prometheus
 import SteleCore
 import SteleCrypto
 import SteleLedger
+import SteleTestSupport
 import Testing
 @testable import SteleNode
 
@@ -26,10 +27,10 @@ private func dial(_ port: Int) -> Int32? {
 /// Returns how many of the burst's connections were made before the cancel.
 private func burstThenCancel(port: Int, _ server: @escaping @Sendable () async throws -> Void) async throws -> Int {
     let running = Task { try await server() }
-    var listening = false
-    let deadline = ContinuousClock.now + .seconds(60)
-    while !listening && ContinuousClock.now < deadline {
-        if let fd = dial(port) { close(fd); listening = true } else { try await Task.sleep(for: .milliseconds(10)) }
+    let listening = await eventually(timeout: .seconds(60), interval: .milliseconds(10)) {
+        guard let fd = dial(port) else { return false }
+        close(fd)
+        return true
     }
     guard listening else { running.cancel(); return 0 }
     let burst = (0..<64).compactMap { _ in dial(port) }
@@ -49,15 +50,13 @@ private func burstThenCancel(port: Int, _ server: @escaping @Sendable () async t
 struct ShutdownTests {
     @Test("a replica cancelled with connections still waiting in its accept queue stops without trapping")
     func replica() async throws {
-        let root = FileManager.default.temporaryDirectory.appendingPathComponent("stele-shutdown-\(UUID().uuidString.prefix(8))").path
-        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: root) }
+        let scratch = TemporaryDirectory(prefix: "stele-shutdown")
         let logger = Logger(label: "test.shutdown") { _ in SwiftLogNoOpLogHandler() }
         for round in 0..<6 {
             let (config, keys) = try localCluster()
-            let store = try LedgerStore.create(path: "\(root)/ledger-\(round).stele", genesis: config.genesis)
+            let store = try LedgerStore.create(path: scratch.file("ledger-\(round).stele"), genesis: config.genesis)
             let node = try ReplicaNode(config: config, id: ReplicaID(0), keyPair: keys[0], ledger: store,
-                                       walPath: "\(root)/wal-\(round).log", logger: logger)
+                                       walPath: scratch.file("wal-\(round).log"), logger: logger)
             let made = try await burstThenCancel(port: Int(config.replicas[0].port)) { try await node.run() }
             #expect(made > 0, "round \(round): connections were made before the cancel")
         }

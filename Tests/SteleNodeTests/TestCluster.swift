@@ -8,27 +8,16 @@ import SteleCore
 import SteleCrypto
 import SteleHarness
 import SteleLedger
+import SteleTestSupport
 @testable import SteleNode
 
 /// A 4-replica config on free ports of 127.0.0.1 and the replicas' keys, for replicas run
-/// inside the test process.
+/// inside the test process. The cluster id is fresh each time, so a connection left over from
+/// another test to a reused port fails its handshake.
 func localCluster() throws -> (config: ClusterConfig, keys: [KeyPair]) {
-    let ports = try LocalPorts.free(4)
-    let keys = (0..<4).map { _ in KeyPair.generate() }
-    let endpoints = (0..<4).map { index in
-        ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(ports[index]), publicKey: keys[index].publicKey)
-    }
-    return (try ClusterConfig(cluster: ClusterID(bytes: SecureRandom.bytes(16))!, f: 1, replicas: endpoints), keys)
-}
-
-/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
-func eventually(timeout: Duration = .seconds(60), _ condition: () async throws -> Bool) async rethrows -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try? await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
+    let ports = try LocalPorts.free(4).map { UInt16($0) }
+    let replicas = TestReplicas(n: 4, cluster: ClusterID(bytes: SecureRandom.bytes(16))!, ports: .listed(ports))
+    return (replicas.config, replicas.keys)
 }
 
 /// A 4-replica cluster of real `stele replica` processes on 127.0.0.1, in a scratch directory.

@@ -3,12 +3,12 @@ import Testing
 import PBFT
 import SteleCore
 import SteleCrypto
-import SteleHarness
+import SteleTestSupport
 @testable import SteleNode
 
 private let cluster = ClusterID(bytes: [UInt8](repeating: 3, count: 16))!
-private let signer = ReplicaSigner(replica: 1, cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 2, count: 32))!)
-private let primarySigner = ReplicaSigner(replica: 0, cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 1, count: 32))!)
+private let signer = ReplicaSigner(replica: 1, cluster: cluster, keyPair: FixedKeys.replica(1))
+private let primarySigner = ReplicaSigner(replica: 0, cluster: cluster, keyPair: FixedKeys.replica(0))
 
 private func records() -> [PersistRecord] {
     let prePrepare = PrePrepare(view: 0, sequence: 5, primary: 0, batch: []).signed(by: primarySigner)
@@ -28,8 +28,8 @@ private func records() -> [PersistRecord] {
 @Suite("Write-ahead log")
 struct WriteAheadLogTests {
     /// Removed when the test ends (a suite instance per test).
-    let scratchDirectories = ScratchDirectories(prefix: "stele-wal")
-    func scratch(_ name: String) -> String { scratchDirectories.path(name) }
+    let scratchDirectory = TemporaryDirectory(prefix: "stele-wal")
+    func scratch(_ name: String) -> String { scratchDirectory.file(name) }
 
     @Test("records survive a reopen after sync")
     func reopen() throws {
@@ -46,7 +46,7 @@ struct WriteAheadLogTests {
 
     /// A batch of three 2 KiB requests, its PRE-PREPARE and its prepared certificate.
     static func certifiedBatch(sequence: SequenceNumber = 6) -> (PrePrepare, PreparedCertificate) {
-        let client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 9, count: 32))!)
+        let client = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(9))
         let batch = (1...3).map { client.request(timestamp: UInt64($0) + sequence.value * 10, payload: [UInt8](repeating: 0x63, count: 2_048)) }
         let prePrepare = PrePrepare(view: 0, sequence: sequence, primary: 0, batch: batch).signed(by: primarySigner)
         let prepare = Vote(kind: .prepare, view: 0, sequence: sequence, digest: prePrepare.digest, replica: 1).signed(by: signer)

@@ -1,7 +1,7 @@
 import PBFT
 import SteleAudit
 import SteleCore
-import SteleHarness
+import SteleTestSupport
 import SteleSim
 import Testing
 

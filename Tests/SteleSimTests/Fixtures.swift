@@ -1,6 +1,7 @@
 import SteleCore
 import SteleCrypto
 import SteleSim
+import SteleTestSupport
 
 /// A four-replica cluster with deterministic keys, and helpers to build signed blocks by hand.
 struct Fixture {
@@ -9,12 +10,10 @@ struct Fixture {
     let client: ClientSigner
 
     init(n: Int = 4) {
-        let cluster = ClusterID(bytes: [UInt8](repeating: 7, count: ClusterID.byteCount))!
-        let keys = (0..<n).map { KeyPair(seed: [UInt8](repeating: UInt8($0 + 1), count: 32))! }
-        let endpoints = keys.enumerated().map { ReplicaEndpoint(id: ReplicaID(UInt16($0)), host: "127.0.0.1", port: UInt16(7000 + $0), publicKey: $1.publicKey) }
-        config = try! ClusterConfig(cluster: cluster, f: (n - 1) / 3, replicas: endpoints)
-        signers = keys.enumerated().map { ReplicaSigner(replica: ReplicaID(UInt16($0)), cluster: cluster, keyPair: $1) }
-        client = ClientSigner(cluster: cluster, keyPair: KeyPair(seed: [UInt8](repeating: 99, count: 32))!)
+        let replicas = TestReplicas(n: n, cluster: ClusterID(bytes: [UInt8](repeating: 7, count: ClusterID.byteCount))!)
+        config = replicas.config
+        signers = replicas.signers
+        client = ClientSigner(cluster: replicas.cluster, keyPair: FixedKeys.repeating(99))
     }
 
     func request(_ timestamp: UInt64, _ payload: String = "op") -> Request {

@@ -1,6 +1,6 @@
 import PBFT
 import SteleCore
-import SteleHarness
+import SteleTestSupport
 import SteleSim
 import Testing
 

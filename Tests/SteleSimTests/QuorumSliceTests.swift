@@ -1,7 +1,7 @@
 import PBFT
 import SteleCore
 import Testing
-import SteleHarness
+import SteleTestSupport
 import SteleSim
 
 /// docs/protocol.md, "Quorums": at n > 3f + 1 a prepared certificate needs q - 1 PREPAREs. With

@@ -2,13 +2,13 @@ import Foundation
 import SteleCore
 import SteleCrypto
 import SteleLedger
+import SteleTestSupport
 @testable import SteleAudit
 
 /// TEST-ONLY keys derived from fixed labels: seed = SHA-256("stele test-only key: " + label).
-/// Ed25519 is deterministic, so everything signed with them is byte-stable.
+/// Ed25519 is deterministic, so everything signed with them is byte-stable: Fixtures/ holds it.
 enum TestKeys {
-    static func seed(_ label: String) -> [UInt8] { SHA256.hash(Array("stele test-only key: \(label)".utf8)) }
-    static func keyPair(_ label: String) -> KeyPair { KeyPair(seed: seed(label))! }
+    static func keyPair(_ label: String) -> KeyPair { FixedKeys.labelled(label) }
 
     static let cluster = ClusterID(bytes: Array("stele-fixture-01".utf8))!
     static let replicas: [KeyPair] = (0..<4).map { keyPair("replica-\($0)") }
@@ -23,10 +23,9 @@ enum TestKeys {
         var parameters = ProtocolParameters()
         parameters.checkpointInterval = 8
         parameters.watermarkWindow = 16
-        let endpoints = replicas.enumerated().map { index, keys in
-            ReplicaEndpoint(id: ReplicaID(UInt16(index)), host: "127.0.0.1", port: UInt16(7100 + index), publicKey: keys.publicKey)
-        }
-        return try! ClusterConfig(cluster: cluster, f: f, replicas: endpoints, parameters: parameters)
+        let members = TestReplicas(n: replicas.count, f: f, cluster: cluster, keys: replicas, ports: .from(7100),
+                                   parameters: parameters)
+        return members.config
     }
 }
 

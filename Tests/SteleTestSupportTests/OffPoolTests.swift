@@ -1,5 +1,5 @@
 import Foundation
-import SteleHarness
+import SteleTestSupport
 import Synchronization
 import Testing
 

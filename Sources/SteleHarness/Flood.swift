@@ -3,11 +3,13 @@ import NIOCore
 import NIOPosix
 import SteleCore
 import SteleCrypto
+import SteleNode
 import Synchronization
 
 /// Hostile load against a cluster, for `stele bench --flood` and the end-to-end tests: what a
 /// Byzantine client (or one replica-key holder) can throw at the replicas while honest clients
-/// are served. Loopback and test clusters only; it stops by itself at its deadline.
+/// are served. Loopback and test clusters only; it stops by itself at its deadline. It lives in
+/// the harness, not in SteleNode: a replica's runtime holds nothing that only attacks.
 public enum FloodKind: String, CaseIterable, Sendable, Codable {
     case none
     /// Clients sending requests whose signatures do not verify, as fast as TCP takes them.
@@ -127,7 +129,9 @@ public enum Flood {
 
     /// Connects without any handshake, writes `bytes`, and reports whether the replica hung up
     /// within `bound`.
-    static func sendRawBytes(_ bytes: [UInt8], to endpoint: ReplicaEndpoint, waitingForCloseUpTo bound: Duration) async throws -> Bool {
+    public static func sendRawBytes(
+        _ bytes: [UInt8], to endpoint: ReplicaEndpoint, waitingForCloseUpTo bound: Duration
+    ) async throws -> Bool {
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .connectTimeout(.seconds(2))
             .connect(host: endpoint.host, port: Int(endpoint.port)) { channel in
