@@ -144,6 +144,7 @@ struct Cluster {
         let index = Int(id.value)
         actionLists[index].append(actions)
         Cluster.expectPersistBeforeSend(actions, durable: wal[index])
+        #expect(replicas[index].checkInvariants() == [], "replica \(id) after an event")
         for action in actions {
             switch action {
             case .persist(let records): wal[index].append(contentsOf: records)
