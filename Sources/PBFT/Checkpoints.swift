@@ -1,6 +1,6 @@
 import SteleCore
 
-// PBFT §4.3 (garbage collection): CHECKPOINT every K sequences, 2f+1 matching make it stable,
+// PBFT §4.3 (garbage collection): CHECKPOINT every K sequences, q matching make it stable,
 // the low watermark h moves up and the log at or below it is discarded.
 
 extension Replica {

@@ -59,7 +59,7 @@ public struct NewViewPlan: Sendable, Equatable {
 extension Replica {
     // MARK: Sending NEW-VIEW (primary of the new view)
 
-    /// With 2f+1 valid VIEW-CHANGEs for our view, its own included, the new primary computes
+    /// With q valid VIEW-CHANGEs for our view, its own included, the new primary computes
     /// O, persists it, broadcasts NEW-VIEW and enters the view.
     mutating func sendNewViewIfReady(_ out: inout Outbox) {
         guard isInViewChange, config.primary(of: view) == id, let own = viewChanges[id], own.newView == view else { return }

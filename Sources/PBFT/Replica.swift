@@ -66,7 +66,7 @@ public struct Replica: Sendable {
     var ownViewChange: ViewChange?
     /// VIEW-CHANGEs for our pending view from replicas whose latest VIEW-CHANGE (in
     /// `viewChanges`) is for a higher view. Such a replica moved on, but what it signed for
-    /// our view still counts towards its 2f+1 (a late or re-sent VIEW-CHANGE, §4.5.2).
+    /// our view still counts towards its q (a late or re-sent VIEW-CHANGE, §4.5.2).
     var pendingViewChanges: [ReplicaID: ViewChange] = [:]
     /// The NEW-VIEW this replica sent as primary of its current view.
     var ownNewView: NewView?
@@ -90,7 +90,7 @@ public struct Replica: Sendable {
     /// Executing other requests does not move the deadline, so a primary that orders everyone
     /// else's requests cannot keep one client's waiting for ever.
     var requestTimerKey: RequestKey?
-    /// The timer for a NEW-VIEW, started once 2f+1 VIEW-CHANGEs for the view are in.
+    /// The timer for a NEW-VIEW, started once q VIEW-CHANGEs for the view are in.
     var newViewDeadline: UInt64?
     /// How long this view change waits for its NEW-VIEW.
     var newViewWaitTicks: UInt64

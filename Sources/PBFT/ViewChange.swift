@@ -140,7 +140,7 @@ extension Replica {
         // §4.5.2 liveness relies on eventual delivery: the peer is stuck changing to a view we
         // entered or left, and plain retransmission of our VIEW-CHANGE for it has stopped.
         // Re-send the VIEW-CHANGE we signed for that view, if we did (already signed, so
-        // nothing new or conflicting is signed): the peer can gather 2f+1 there, and then its
+        // nothing new or conflicting is signed): the peer can gather q there, and then its
         // NEW-VIEW timer runs even if that view's primary lost its NEW-VIEW in a restart (the
         // NEW-VIEW itself cannot be relayed: the transport binds a message to its signer).
         if let sent = sentViewChanges[viewChange.newView] { out.send(.viewChange(sent), to: peer) }
@@ -149,7 +149,7 @@ extension Replica {
     }
 
     /// After any change to the VIEW-CHANGEs held: join a higher view f+1 replicas moved to,
-    /// start the NEW-VIEW timer once 2f+1 are in, and, as the new primary, send NEW-VIEW.
+    /// start the NEW-VIEW timer once q are in, and, as the new primary, send NEW-VIEW.
     mutating func viewChangeProgress(_ out: inout Outbox) {
         joinViewIfWeakQuorumAhead(&out)
         guard isInViewChange else { return }
@@ -214,7 +214,7 @@ extension Replica {
         }
     }
 
-    /// 2f+1 CHECKPOINTs of distinct members for one (sequence, digest); empty at genesis.
+    /// q CHECKPOINTs of distinct members for one (sequence, digest); empty at genesis.
     func isValidCheckpointProof(_ proof: [Checkpoint], sequence: SequenceNumber) -> Bool {
         if sequence == .genesis { return proof.isEmpty }
         guard let first = proof.first else { return false }

@@ -46,7 +46,7 @@ public struct ProtocolViolation: Error, Equatable, Sendable, CustomStringConvert
         case prepareFromPrimary
         /// A second, different vote from the same replica for one (v, s).
         case conflictingVote
-        /// A checkpoint proof without 2f+1 distinct matching member signatures.
+        /// A checkpoint proof without q distinct matching member signatures.
         case invalidCheckpointProof
         /// A prepared certificate that does not prove what it claims.
         case invalidPreparedCertificate(sequence: SequenceNumber, reason: String)
@@ -54,13 +54,13 @@ public struct ProtocolViolation: Error, Equatable, Sendable, CustomStringConvert
         case duplicatePreparedCertificate(sequence: SequenceNumber)
         /// A VIEW-CHANGE inside a NEW-VIEW for another view.
         case viewChangeForOtherView(View)
-        /// A NEW-VIEW without 2f+1 valid VIEW-CHANGEs from distinct replicas.
+        /// A NEW-VIEW without q valid VIEW-CHANGEs from distinct replicas.
         case tooFewViewChanges(count: Int)
         /// A NEW-VIEW carrying two VIEW-CHANGEs of one replica.
         case duplicateViewChange(ReplicaID)
         /// A NEW-VIEW whose O differs from the recomputation from its V.
         case newViewMismatch(reason: String)
-        /// A transferred block without 2f+1 distinct member commit signatures.
+        /// A transferred block without q distinct member commit signatures.
         case invalidCommitCertificate(height: SequenceNumber)
         /// A transferred block whose prevHash does not chain from the ledger head.
         case brokenChain(height: SequenceNumber)

@@ -94,7 +94,7 @@ struct ChainTests {
     }
 }
 
-@Suite("Invariant 2: commit certificates — 2f+1 distinct member signers over (commit, view, height, digest)")
+@Suite("Invariant 2: commit certificates — q distinct member signers over (commit, view, height, digest)")
 struct CommitCertificateTests {
     @Test("signatures made for another view do not verify for the certificate's view")
     func wrongView() throws {
@@ -139,7 +139,7 @@ struct CommitCertificateTests {
     }
 }
 
-@Suite("Invariant 8: checkpoint certificates — 2f+1 distinct signers over the chain-head hash")
+@Suite("Invariant 8: checkpoint certificates — q distinct signers over the chain-head hash")
 struct CheckpointTests {
     func withCheckpoint(_ certificate: CheckpointCertificate, through height: Int = 10) -> [LedgerRecord] {
         ledger(through: height).filter { if case .checkpoint = $0 { false } else { true } } + [.checkpoint(certificate)]
