@@ -1,8 +1,8 @@
 import SteleCore
 import SteleCrypto
 
-// Issue 18, point 3: what a peer can make an honest replica hold is bounded by bytes as well as
-// by count. Sizes here are the canonical encodings (SteleCore's codec), computed from the
+// What a peer can make an honest replica hold is bounded by bytes as well as by count: a count
+// alone lets one peer pin its count times the frame limit. Sizes here are the canonical encodings (SteleCore's codec), computed from the
 // fields without encoding; `ReplicaLimits` (Log.swift) derives every bound from the config.
 
 /// Encoded sizes of the messages a peer can make the core hold (envelope's 2 bytes included).

@@ -99,8 +99,8 @@ struct ReplicaLimits: Sendable {
     /// The highest view number the core accepts (so `view.next` can never overflow).
     let viewMax: View
 
-    // Bytes a peer can make this replica hold (issue 18; docs/security.md, "Memory a peer can
-    // pin"). Each bound is what a correct replica needs, derived from the parameters.
+    // Bytes a peer can make this replica hold (docs/security.md, "Memory a peer can pin").
+    // Each bound is what a correct replica needs, derived from the parameters.
 
     /// Normal-case messages are buffered only for views at most this far above ours: a correct
     /// replica is at most a view change or two ahead of a correct replica that is live.

@@ -48,8 +48,8 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     public var watermarkWindow: UInt64 = 64
     /// Most requests in one batch. Per-batch costs (three signed protocol messages per
     /// replica, their verification, the fsyncs, one reply signature per client) are amortised
-    /// over it: at 256 the benchmark's batches of ~145 reached 58-60 % of the Ed25519 ceiling,
-    /// at 1024 they grow to ~450 and reach 62-76 % (docs/performance-log.md, round 6).
+    /// over it, so it is large enough that batches under peak load are not cut by count
+    /// (docs/performance-log.md, round 6, measured the difference).
     /// What a batch may weigh is bounded separately, by `batchBytesMax`.
     public var batchSizeMax: Int = 1024
     /// Most encoded request bytes in one batch (a single larger request goes alone). A

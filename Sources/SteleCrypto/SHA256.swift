@@ -3,7 +3,8 @@ internal import CSodium
 
 /// Which code computes SHA-256. Both give the same digests (SHA256Tests checks
 /// them against each other and against FIPS 180-4 vectors); the SHA extensions
-/// are 3.6–4.7× faster on this project's machines (docs/performance-log.md, round 5).
+/// are used when the CPU has them because they are several times faster
+/// (docs/performance-log.md, round 5).
 public enum SHA256Implementation: Sendable, CaseIterable {
     /// The x86 SHA instructions (CSHA256), when this CPU has them.
     case shaExtensions
