@@ -1,46 +1,9 @@
 import SteleCore
 import SteleCrypto
 
-/// The randomness the forging helpers draw from. The simulator's seeded stream conforms, so a
-/// simulated adversary replays exactly from its seed; a real Byzantine replica uses
-/// `AdversaryGenerator`.
-public protocol AdversaryRandom {
-    mutating func next() -> UInt64
-    /// Uniform in 0 ..< bound (bound > 0).
-    mutating func int(below bound: Int) -> Int
-    mutating func bytes(_ count: Int) -> [UInt8]
-}
-
-extension AdversaryRandom {
-    /// Uniform in `range`.
-    public mutating func int(in range: ClosedRange<Int>) -> Int {
-        range.lowerBound + int(below: range.upperBound - range.lowerBound + 1)
-    }
-}
-
-/// A seeded generator for a real Byzantine replica (SplitMix64 underneath).
-public struct AdversaryGenerator: AdversaryRandom, Sendable {
-    private var generator: SeededGenerator
-
-    public init(seed: UInt64) { generator = SeededGenerator(seed: seed) }
-
-    public mutating func next() -> UInt64 { generator.next() }
-
-    public mutating func int(below bound: Int) -> Int {
-        precondition(bound > 0, "int(below:) needs a positive bound")
-        return Int.random(in: 0..<bound, using: &generator)
-    }
-
-    public mutating func bytes(_ count: Int) -> [UInt8] {
-        (0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) }
-    }
-
-    public mutating func chance(percent: Int) -> Bool { int(below: 100) < percent }
-}
-
 /// Ways to break a signed message so that a correct receiver must reject it.
 public enum Forgery {
-    public static func flipBit<Random: AdversaryRandom>(_ signature: Signature, random: inout Random) -> Signature {
+    public static func flipBit<Random: RandomStream>(_ signature: Signature, random: inout Random) -> Signature {
         var bytes = signature.bytes
         let index = random.int(below: bytes.count)
         bytes[index] ^= UInt8(1 << random.int(below: 8))
@@ -48,7 +11,7 @@ public enum Forgery {
     }
 
     /// Breaks a signature nested inside the message, then signs the outside properly.
-    public static func mangledNested<Random: AdversaryRandom>(_ message: Message, signer: ReplicaSigner, random: inout Random) -> Message {
+    public static func mangledNested<Random: RandomStream>(_ message: Message, signer: ReplicaSigner, random: inout Random) -> Message {
         switch message {
         case .prePrepare(let m) where !m.batch.isEmpty:
             var batch = m.batch
@@ -76,7 +39,7 @@ public enum Forgery {
     }
 
     /// Raw bytes a decoder must reject or survive: truncated, a flipped byte, or an extra byte.
-    public static func garbled<Random: AdversaryRandom>(_ bytes: [UInt8], random: inout Random) -> [UInt8] {
+    public static func garbled<Random: RandomStream>(_ bytes: [UInt8], random: inout Random) -> [UInt8] {
         guard !bytes.isEmpty else { return [0xFF] }
         var out = bytes
         switch random.int(below: 3) {
@@ -114,7 +77,7 @@ extension Message {
     }
 
     /// One signed field changed, the old signature kept (so it no longer verifies).
-    public func mangledField<Random: AdversaryRandom>(random: inout Random) -> Message {
+    public func mangledField<Random: RandomStream>(random: inout Random) -> Message {
         switch self {
         case .request(let m):
             .request(Request(client: m.client, timestamp: m.timestamp &+ 1, payload: m.payload, signature: m.signature))

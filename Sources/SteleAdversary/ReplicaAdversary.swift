@@ -47,7 +47,7 @@ public final class ReplicaAdversary {
     let config: ClusterConfig
     let signer: ReplicaSigner
     let forger: ClientSigner
-    var random: AdversaryGenerator
+    var random: SeededGenerator
     private var forgerTimestamp: UInt64 = 0
     private var ticks: UInt64 = 0
     /// Messages this replica sent, for `replay` (a ring of `historyCountMax`).
@@ -69,7 +69,7 @@ public final class ReplicaAdversary {
         self.mode = mode
         self.config = config
         self.signer = signer
-        var generator = AdversaryGenerator(seed: seed)
+        var generator = SeededGenerator(seed: seed)
         let clientKey = KeyPair(seed: generator.bytes(32)) ?? KeyPair.generate()
         self.forger = ClientSigner(cluster: config.cluster, keyPair: clientKey)
         self.random = generator

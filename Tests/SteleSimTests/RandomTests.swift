@@ -1,3 +1,4 @@
+import SteleCore
 import SteleSim
 import Testing
 
@@ -37,5 +38,16 @@ import Testing
         random.shuffle(&values)
         #expect(values.sorted() == Array(0..<50))
         #expect(values != Array(0..<50))
+    }
+
+    /// The words of a seed are pinned: the seeds that found bugs replay their runs only while
+    /// these stay the same (SplitMix64 from SteleCore seeds xoshiro256**).
+    @Test func theWordsOfASeedArePinned() {
+        var random = SimRandom(seed: 42)
+        #expect((0..<3).map { _ in random.next() } == [0x1578_0B2E_0C2E_C716, 0x6104_D986_6D11_3A7E, 0xAE17_5332_39E4_99A1])
+        var stream = SimRandom(seed: 7, stream: 5)
+        #expect((0..<2).map { _ in stream.next() } == [0x7267_00A3_9874_CB84, 0xAB76_B7BC_4B07_0B94])
+        var mixer = SeededGenerator(seed: 1234)
+        #expect((0..<2).map { _ in mixer.next() } == [0xBB0C_F61B_2F18_1CDB, 0x97C7_A136_4DF0_6524])
     }
 }
