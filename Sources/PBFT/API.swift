@@ -40,11 +40,11 @@ public enum Action: Sendable, Equatable {
     case reply(Reply)
     /// Append this stable checkpoint certificate to the ledger (after the block at its sequence).
     case commitCheckpoint(CheckpointCertificate)
-    /// State transfer, serving side: read the committed blocks request.fromHeight ...
-    /// request.toHeight (at most CodecLimits.stateTransferBlocksMax of them) from the ledger and
-    /// send them, with the newest checkpoint certificate at or below the last block sent if
-    /// the ledger has one, in a signed STATE-RESPONSE to request.replica. The core keeps only
-    /// the blocks above its stable checkpoint in memory; the ledger is the archive.
+    /// State transfer, serving side: send request.replica the signed STATE-RESPONSE that
+    /// `StateServer.response` builds from the ledger — the committed blocks from
+    /// request.fromHeight on (at most `ProtocolParameters.stateTransferBlocksMax`), with the
+    /// newest checkpoint certificate at or below the last one. The core keeps only the blocks
+    /// above its stable checkpoint in memory; the ledger is the archive.
     case serveState(StateRequest)
 }
 

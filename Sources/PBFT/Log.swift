@@ -90,6 +90,9 @@ struct ReplicaLimits: Sendable {
     let checkpointsPerReplicaMax: Int
     /// STATE-REQUESTs served per peer per tick.
     let stateServesPerTickMax: Int
+    /// Blocks asked for in one STATE-REQUEST, and taken from one STATE-RESPONSE: the cluster's
+    /// `stateTransferBlocksMax`, within the codec's cap (ClusterConfig validates it).
+    let stateTransferBlocksMax: Int
     /// Client requests forwarded to the primary per retransmission round.
     let forwardsPerRetransmitMax: Int
     /// Retransmission rounds in which a new primary re-broadcasts its NEW-VIEW.
@@ -139,6 +142,9 @@ struct ReplicaLimits: Sendable {
         futureMessagesPerReplicaMax = 2 * Int(parameters.watermarkWindow) + 8
         checkpointsPerReplicaMax = Int(parameters.watermarkWindow / parameters.checkpointInterval) + 2
         stateServesPerTickMax = 4
+        stateTransferBlocksMax = parameters.stateTransferBlocksMax
+        precondition(stateTransferBlocksMax >= 1, "state transfer moves at least one block at a time")
+        precondition(stateTransferBlocksMax <= CodecLimits.standard.stateTransferBlocksMax, "a response must decode")
         forwardsPerRetransmitMax = parameters.batchSizeMax
         newViewRetransmitRounds = 3
         probesPerTargetMax = 2 * (config.n - 1)

@@ -49,7 +49,7 @@ extension Replica {
 
     private func makeStateRequest(upTo target: SequenceNumber) -> StateRequest {
         let from = lastExecuted.next
-        let to = min(target, from.adding(UInt64(CodecLimits.standard.stateTransferBlocksMax - 1)))
+        let to = min(target, from.adding(UInt64(limits.stateTransferBlocksMax - 1)))
         return StateRequest(fromHeight: from, toHeight: to, replica: id).signed(by: signer)
     }
 
@@ -88,13 +88,14 @@ extension Replica {
         stateProbeTick = now
         probesLeft -= 1
         stateTransferAttempt += 1
-        let request = makeStateRequest(upTo: lastExecuted.adding(UInt64(CodecLimits.standard.stateTransferBlocksMax)))
+        let request = makeStateRequest(upTo: lastExecuted.adding(UInt64(limits.stateTransferBlocksMax)))
         out.send(.stateRequest(request), to: peer)
     }
 
     // MARK: Serving
 
-    /// The shell reads the blocks from the ledger; at most `stateServesPerTickMax` per peer per tick.
+    /// The shell reads the blocks from the ledger (`StateServer.response`); at most
+    /// `stateServesPerTickMax` per peer per tick.
     mutating func receiveStateRequest(_ request: StateRequest, _ out: inout Outbox) {
         guard request.fromHeight >= 1, request.fromHeight <= request.toHeight, request.fromHeight <= lastExecuted else { return }
         let served = stateServesThisTick[request.replica] ?? 0
@@ -111,7 +112,7 @@ extension Replica {
     mutating func receiveStateResponse(_ response: StateResponse, _ out: inout Outbox) {
         let before = lastExecuted
         if let certificate = response.checkpoint, certificate.sequence > lastExecuted { adoptTransferred(certificate, &out) }
-        for block in response.blocks.prefix(CodecLimits.standard.stateTransferBlocksMax) where block.height > lastExecuted {
+        for block in response.blocks.prefix(limits.stateTransferBlocksMax) where block.height > lastExecuted {
             do throws(ProtocolViolation.Code) {
                 try checkTransferred(block)
             } catch {

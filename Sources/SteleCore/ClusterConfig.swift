@@ -65,12 +65,17 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
     public var viewChangeTimeoutTicksMax: UInt64 = 40 * 64
     /// Ticks between retransmissions of unanswered protocol messages.
     public var retransmitTicks: UInt64 = 10
+    /// Most blocks in one STATE-RESPONSE: a replica that is behind asks for at most this many
+    /// at once, and a replica serves at most this many (fewer when they would not fit half a
+    /// frame). At most `CodecLimits.stateTransferBlocksMax`, the decoder's hard cap, so that
+    /// every response decodes.
+    public var stateTransferBlocksMax: Int = 64
 
     public init() {}
 
     private enum CodingKeys: String, CodingKey {
         case checkpointInterval, watermarkWindow, batchSizeMax, batchBytesMax, pipelineDepthMax
-        case viewChangeTimeoutTicks, viewChangeTimeoutTicksMax, retransmitTicks
+        case viewChangeTimeoutTicks, viewChangeTimeoutTicksMax, retransmitTicks, stateTransferBlocksMax
     }
 
     /// A parameter missing from cluster.json takes its default, so files written before a
@@ -86,6 +91,8 @@ public struct ProtocolParameters: Hashable, Sendable, Codable {
         viewChangeTimeoutTicks = try container.decodeIfPresent(UInt64.self, forKey: .viewChangeTimeoutTicks) ?? defaults.viewChangeTimeoutTicks
         viewChangeTimeoutTicksMax = try container.decodeIfPresent(UInt64.self, forKey: .viewChangeTimeoutTicksMax) ?? defaults.viewChangeTimeoutTicksMax
         retransmitTicks = try container.decodeIfPresent(UInt64.self, forKey: .retransmitTicks) ?? defaults.retransmitTicks
+        stateTransferBlocksMax = try container.decodeIfPresent(Int.self, forKey: .stateTransferBlocksMax)
+            ?? defaults.stateTransferBlocksMax
     }
 }
 
@@ -195,6 +202,11 @@ public struct ClusterConfig: Hashable, Sendable {
         guard parameters.pipelineDepthMax >= 1 else { throw ConfigError(.invalidParameter(name: "pipelineDepthMax", reason: "must be at least 1")) }
         guard parameters.viewChangeTimeoutTicks >= 1, parameters.viewChangeTimeoutTicksMax >= parameters.viewChangeTimeoutTicks else {
             throw ConfigError(.invalidParameter(name: "viewChangeTimeoutTicks", reason: "must be at least 1 and at most viewChangeTimeoutTicksMax"))
+        }
+        let blocksCap = CodecLimits.standard.stateTransferBlocksMax
+        guard (1...blocksCap).contains(parameters.stateTransferBlocksMax) else {
+            throw ConfigError(.invalidParameter(
+                name: "stateTransferBlocksMax", reason: "must be 1 ... \(blocksCap), the most blocks a STATE-RESPONSE may decode with"))
         }
     }
 

@@ -27,8 +27,6 @@ public struct NodeSettings: Sendable {
     /// Reconnection backoff: starts here, doubles, capped, with jitter.
     public var reconnectBackoffMin: Duration = .milliseconds(50)
     public var reconnectBackoffMax: Duration = .seconds(2)
-    /// Most blocks served in one state-transfer response.
-    public var stateTransferBlocksMax: Int = 64
     /// Most client connections served at once.
     public var clientConnectionsMax: Int = 1024
     /// Connections still in their handshake at once; more are closed at once, before any

@@ -306,38 +306,18 @@ public final class ReplicaNode: Sendable {
         updateStatus(state)
     }
 
+    /// State transfer, serving side: the shared server, within the cluster's block limit and
+    /// half a frame (the response must fit one).
     private func serveState(_ request: StateRequest, state: CoreState) {
-        guard request.fromHeight <= request.toHeight, request.fromHeight.value >= 1 else { return }
-        let head = state.ledger.headHeight
-        guard request.fromHeight <= head else { return }
-        var last = SequenceNumber(min(request.toHeight.value, head.value, request.fromHeight.value + UInt64(settings.stateTransferBlocksMax) - 1))
+        let signer = ReplicaSigner(replica: id, cluster: config.cluster, keyPair: keyPair)
         do {
-            var blocks = try state.ledger.blocks(from: request.fromHeight, through: last)
-            // The response must fit one frame: a prefix of the blocks within half the frame
-            // limit (always the first block; any block fit a frame as a PRE-PREPARE). The peer
-            // asks for the rest once these are applied.
-            blocks = Self.prefix(of: blocks, bytesMax: settings.frameBytesMax / 2)
-            if let newest = blocks.last { last = newest.height }
-            let checkpoint = try state.ledger.latestCheckpoint(atOrBelow: last)
-            let signer = ReplicaSigner(replica: id, cluster: config.cluster, keyPair: keyPair)
-            let response = StateResponse(blocks: blocks, checkpoint: checkpoint, replica: id).signed(by: signer)
-            peerLinks[request.replica]?.post(.message(.stateResponse(response)))
+            let response = try StateServer.response(
+                to: request, from: state.ledger, blocksMax: config.parameters.stateTransferBlocksMax,
+                bytesMax: settings.frameBytesMax / 2, weight: \.queuedByteEstimate, signer: signer)
+            if let response { peerLinks[request.replica]?.post(.message(.stateResponse(response))) }
         } catch {
             logger.error("cannot serve state transfer", metadata: ["error": "\(error)"])
         }
-    }
-
-    /// The longest prefix of `blocks` whose queued size is within `bytesMax`, and at least the
-    /// first block.
-    static func prefix(of blocks: [CertifiedBlock], bytesMax: Int) -> [CertifiedBlock] {
-        var bytes = 0
-        var count = 0
-        for block in blocks {
-            bytes += block.queuedByteEstimate
-            if count > 0, bytes > bytesMax { break }
-            count += 1
-        }
-        return Array(blocks.prefix(count))
     }
 
     private func updateStatus(_ state: CoreState) {

@@ -69,11 +69,6 @@ public final class SimNode<Core: SimulatedReplica> {
 
     func appendCheckpoint(_ certificate: CheckpointCertificate) { checkpoints.append(certificate) }
 
-    /// The newest stable checkpoint certificate at or below `height`.
-    func checkpoint(atOrBelow height: SequenceNumber) -> CheckpointCertificate? {
-        checkpoints.filter { $0.sequence <= height }.max { $0.sequence < $1.sequence }
-    }
-
     /// What a restarted process recovers: the ledger replayed, and the whole WAL.
     func recoveryState(config: ClusterConfig) -> RecoveryState {
         var head = LedgerHead.genesis(config)
@@ -88,5 +83,20 @@ public final class SimNode<Core: SimulatedReplica> {
             if case .view(let view, _) = record { highest = max(highest ?? view, view) }
         }
         return highest
+    }
+}
+
+/// The ledger a node serves state transfer from.
+extension SimNode: CommittedLedger {
+    public var headHeight: SequenceNumber { height }
+
+    public func block(at height: SequenceNumber) -> CertifiedBlock {
+        precondition(height.value >= 1 && height <= self.height, "block \(height.value) is not in the ledger")
+        return ledger[Int(height.value - 1)]
+    }
+
+    /// The newest stable checkpoint certificate at or below `height`.
+    public func latestCheckpoint(atOrBelow height: SequenceNumber) -> CheckpointCertificate? {
+        checkpoints.filter { $0.sequence <= height }.max { $0.sequence < $1.sequence }
     }
 }

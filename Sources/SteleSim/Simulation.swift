@@ -491,16 +491,17 @@ public final class Simulation<Core: SimulatedReplica> {
         trace.record(tick: tick, event: .commit, node: node.index, bytes: writer.bytes)
     }
 
-    /// State transfer, serving side: up to CodecLimits.stateTransferBlocksMax blocks from the
-    /// ledger, with the newest checkpoint certificate at or below the last one, signed.
+    /// State transfer, serving side: the shared server over this node's ledger, with the
+    /// cluster's limit (the simulator has no frames, so no byte budget).
     func serveState(_ request: StateRequest, at node: SimNode<Core>) {
-        let height = node.height.value
-        let from = request.fromHeight.value
-        guard from >= 1, from <= request.toHeight.value, from <= height else { return }
-        let blocksMax = UInt64(CodecLimits.standard.stateTransferBlocksMax)
-        let to = min(request.toHeight.value, height, from + blocksMax - 1)
-        let blocks = Array(node.ledger[Int(from - 1)..<Int(to)])
-        let response = StateResponse(blocks: blocks, checkpoint: node.checkpoint(atOrBelow: SequenceNumber(to)), replica: node.replica).signed(by: node.signer)
+        let blocksMax = config.parameters.stateTransferBlocksMax
+        let response: StateResponse?
+        do {
+            response = try StateServer.response(to: request, from: node, blocksMax: blocksMax, signer: node.signer)
+        } catch {
+            preconditionFailure("an in-memory ledger cannot fail a read: \(error)")
+        }
+        guard let response else { return }
         send(.stateResponse(response), from: node, to: [request.replica])
     }
 

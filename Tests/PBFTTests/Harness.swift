@@ -173,13 +173,10 @@ struct Cluster {
     }
 
     private mutating func serve(_ request: StateRequest, by id: ReplicaID) {
-        let ledger = ledgers[Int(id.value)]
-        let from = Int(request.fromHeight.value)
-        let to = min(Int(request.toHeight.value), ledger.count, from + CodecLimits.standard.stateTransferBlocksMax - 1)
-        guard from >= 1, from <= to else { return }
-        let blocks = Array(ledger[(from - 1)..<to])
-        let checkpoint = checkpoints[Int(id.value)].last { $0.sequence.value <= UInt64(to) }
-        let response = StateResponse(blocks: blocks, checkpoint: checkpoint, replica: id).signed(by: signers[Int(id.value)])
+        let index = Int(id.value)
+        let ledger = LedgerInMemory(blocks: ledgers[index], checkpoints: checkpoints[index])
+        let blocksMax = config.parameters.stateTransferBlocksMax
+        guard let response = try! StateServer.response(to: request, from: ledger, blocksMax: blocksMax, signer: signers[index]) else { return }
         queue.append(Envelope(message: .stateResponse(response), from: id, to: request.replica))
     }
 

@@ -1,4 +1,5 @@
 import NIOCore
+import PBFT
 import Synchronization
 import Testing
 import SteleCore
@@ -168,7 +169,7 @@ struct MailboxTests {
     }
 
     @Test("a state response is cut to a prefix of blocks that fits the frame budget, never to none")
-    func stateResponseFitsAFrame() {
+    func stateResponseFitsAFrame() throws {
         let signer = ClientSigner(cluster: cluster, keyPair: FixedKeys.repeating(5))
         let signatures = (0..<3).map { ReplicaSignature(replica: ReplicaID(UInt16($0)), signature: .zero) }
         var prevHash = Digest.zero
@@ -180,15 +181,22 @@ struct MailboxTests {
             blocks.append(block)
             prevHash = block.hash
         }
+        let server = ReplicaSigner(replica: ReplicaID(1), cluster: cluster, keyPair: keys[1])
+        func served(_ ledger: [CertifiedBlock], bytesMax: Int) throws -> [CertifiedBlock] {
+            let request = StateRequest(fromHeight: 1, toHeight: 64, replica: ReplicaID(0))
+            let response = try StateServer.response(
+                to: request, from: BlockList(blocks: ledger), blocksMax: 64, bytesMax: bytesMax, weight: \.queuedByteEstimate, signer: server)
+            return try #require(response).blocks
+        }
         let budget = 2 * 1024 * 1024
-        let served = ReplicaNode.prefix(of: blocks, bytesMax: budget)
-        #expect(served.count == 4, "four blocks of about 423 KB (estimated) fit in 2 MiB")
-        #expect(served.map(\.height) == blocks.prefix(4).map(\.height))
-        let encoded = Frame.message(.stateResponse(StateResponse(blocks: served, checkpoint: nil, replica: ReplicaID(1)))).encodedPayload()
+        let fitting = try served(blocks, bytesMax: budget)
+        #expect(fitting.count == 4, "four blocks of about 423 KB (estimated) fit in 2 MiB")
+        #expect(fitting.map(\.height) == blocks.prefix(4).map(\.height))
+        let encoded = Frame.message(.stateResponse(StateResponse(blocks: fitting, checkpoint: nil, replica: ReplicaID(1)))).encodedPayload()
         #expect(encoded.count <= budget)
         // One block larger than the budget is still served alone.
-        #expect(ReplicaNode.prefix(of: blocks, bytesMax: 1_000).count == 1)
-        #expect(ReplicaNode.prefix(of: Array(blocks.prefix(3)), bytesMax: .max).count == 3)
+        #expect(try served(blocks, bytesMax: 1_000).count == 1)
+        #expect(try served(Array(blocks.prefix(3)), bytesMax: .max).count == 3)
     }
 
     @Test("a message over the frame limit is found before it is sent; one within it is not")
@@ -319,4 +327,13 @@ struct MailboxTests {
         #expect(!mailbox.post(1))
         #expect(await mailbox.takeAll().isEmpty)
     }
+}
+
+/// Blocks in memory, as the ledger a state-transfer server reads.
+private struct BlockList: CommittedLedger {
+    let blocks: [CertifiedBlock]
+
+    var headHeight: SequenceNumber { SequenceNumber(UInt64(blocks.count)) }
+    func block(at height: SequenceNumber) -> CertifiedBlock { blocks[Int(height.value - 1)] }
+    func latestCheckpoint(atOrBelow height: SequenceNumber) -> CheckpointCertificate? { nil }
 }
