@@ -205,8 +205,8 @@ public struct ClusterConfig: Hashable, Sendable {
         }
         let blocksCap = CodecLimits.standard.stateTransferBlocksMax
         guard (1...blocksCap).contains(parameters.stateTransferBlocksMax) else {
-            throw ConfigError(.invalidParameter(
-                name: "stateTransferBlocksMax", reason: "must be 1 ... \(blocksCap), the most blocks a STATE-RESPONSE may decode with"))
+            let reason = "must be 1 ... \(blocksCap), the most blocks a STATE-RESPONSE may decode with"
+            throw ConfigError(.invalidParameter(name: "stateTransferBlocksMax", reason: reason))
         }
     }
 

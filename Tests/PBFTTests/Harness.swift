@@ -176,7 +176,8 @@ struct Cluster {
         let index = Int(id.value)
         let ledger = LedgerInMemory(blocks: ledgers[index], checkpoints: checkpoints[index])
         let blocksMax = config.parameters.stateTransferBlocksMax
-        guard let response = try! StateServer.response(to: request, from: ledger, blocksMax: blocksMax, signer: signers[index]) else { return }
+        let response = try! StateServer.response(to: request, from: ledger, blocksMax: blocksMax, signer: signers[index])
+        guard let response else { return }
         queue.append(Envelope(message: .stateResponse(response), from: id, to: request.replica))
     }
 

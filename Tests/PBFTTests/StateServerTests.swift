@@ -30,18 +30,22 @@ struct LedgerInMemory: CommittedLedger {
     static func ledger() -> LedgerInMemory {
         var blocks: [CertifiedBlock] = []
         for height in UInt64(1)...20 {
+            let prevHash = blocks.last?.hash ?? .zero
             blocks.append(CertifiedBlock(
-                height: SequenceNumber(height), prevHash: blocks.last?.hash ?? .zero, batch: [], certificateView: 0, commitSignatures: []))
+                height: SequenceNumber(height), prevHash: prevHash, batch: [], certificateView: 0, commitSignatures: []))
         }
         let checkpoints = [UInt64(8), 16].map { sequence in
-            CheckpointCertificate(checkpoints: [Checkpoint(sequence: SequenceNumber(sequence), stateDigest: blocks[Int(sequence) - 1].hash, replica: 2)])
+            let digest = blocks[Int(sequence) - 1].hash
+            let checkpoint = Checkpoint(sequence: SequenceNumber(sequence), stateDigest: digest, replica: 2)
+            return CheckpointCertificate(checkpoints: [checkpoint])
         }
         return LedgerInMemory(blocks: blocks, checkpoints: checkpoints)
     }
 
     static func serve(_ from: UInt64, _ to: UInt64, blocksMax: Int, bytesMax: Int = .max) throws -> StateResponse? {
         let request = StateRequest(fromHeight: SequenceNumber(from), toHeight: SequenceNumber(to), replica: 0)
-        return try StateServer.response(to: request, from: ledger(), blocksMax: blocksMax, bytesMax: bytesMax, weight: { _ in 10 }, signer: signer)
+        return try StateServer.response(
+            to: request, from: ledger(), blocksMax: blocksMax, bytesMax: bytesMax, weight: { _ in 10 }, signer: signer)
     }
 
     @Test func aResponseHoldsAtMostTheConfiguredNumberOfBlocks() throws {
@@ -49,7 +53,8 @@ struct LedgerInMemory: CommittedLedger {
         #expect(response.blocks.map(\.height.value) == [3, 4, 5, 6, 7])
         #expect(response.checkpoint == nil, "no checkpoint at or below height 7")
         #expect(response.replica == 2)
-        #expect(throws: Never.self, "signed by the serving replica") { try Cluster().verifier.verify(.stateResponse(response)) }
+        let verifier = Cluster().verifier
+        #expect(throws: Never.self, "signed by the serving replica") { try verifier.verify(.stateResponse(response)) }
         let wide = try #require(try Self.serve(1, 20, blocksMax: 17))
         #expect(wide.blocks.count == 17)
         #expect(wide.checkpoint?.sequence == 16, "the newest checkpoint at or below the last block sent")
@@ -101,6 +106,7 @@ struct LedgerInMemory: CommittedLedger {
             return nil
         }
         #expect(requests.count >= 4, "at least 12 blocks, three at a time")
-        #expect(requests.allSatisfy { $0.toHeight.value - $0.fromHeight.value < 3 }, "\(requests.map { ($0.fromHeight, $0.toHeight) })")
+        let ranges = requests.map { ($0.fromHeight.value, $0.toHeight.value) }
+        #expect(ranges.allSatisfy { $0.1 - $0.0 < 3 }, "\(ranges)")
     }
 }

@@ -185,14 +185,16 @@ struct MailboxTests {
         func served(_ ledger: [CertifiedBlock], bytesMax: Int) throws -> [CertifiedBlock] {
             let request = StateRequest(fromHeight: 1, toHeight: 64, replica: ReplicaID(0))
             let response = try StateServer.response(
-                to: request, from: BlockList(blocks: ledger), blocksMax: 64, bytesMax: bytesMax, weight: \.queuedByteEstimate, signer: server)
+                to: request, from: BlockList(blocks: ledger), blocksMax: 64, bytesMax: bytesMax,
+                weight: \.queuedByteEstimate, signer: server)
             return try #require(response).blocks
         }
         let budget = 2 * 1024 * 1024
         let fitting = try served(blocks, bytesMax: budget)
         #expect(fitting.count == 4, "four blocks of about 423 KB (estimated) fit in 2 MiB")
         #expect(fitting.map(\.height) == blocks.prefix(4).map(\.height))
-        let encoded = Frame.message(.stateResponse(StateResponse(blocks: fitting, checkpoint: nil, replica: ReplicaID(1)))).encodedPayload()
+        let response = StateResponse(blocks: fitting, checkpoint: nil, replica: ReplicaID(1))
+        let encoded = Frame.message(.stateResponse(response)).encodedPayload()
         #expect(encoded.count <= budget)
         // One block larger than the budget is still served alone.
         #expect(try served(blocks, bytesMax: 1_000).count == 1)
