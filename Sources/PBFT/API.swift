@@ -26,6 +26,17 @@ public enum Event: Sendable {
     case tick
 }
 
+extension Event {
+    /// The message this event hands in (a client's REQUEST as `.request`); nil for a tick.
+    public var message: Message? {
+        switch self {
+        case .message(let message, _): message
+        case .clientRequest(let request): .request(request)
+        case .tick: nil
+        }
+    }
+}
+
 /// Something the shell must do for the core.
 public enum Action: Sendable, Equatable {
     /// Make these records durable before performing any later action of the same list.

@@ -1,6 +1,20 @@
 import SteleCore
 import SteleCrypto
 
+/// Validly signed requests from a client key that is nobody's: what a Byzantine replica adds to
+/// a batch to make it differ from its core's.
+public struct RequestForger: Sendable {
+    public let signer: ClientSigner
+    public private(set) var timestamp: UInt64 = 0
+
+    public init(signer: ClientSigner) { self.signer = signer }
+
+    public mutating func request(payload: [UInt8]) -> Request {
+        timestamp += 1
+        return signer.request(timestamp: timestamp, payload: payload)
+    }
+}
+
 /// Ways to break a signed message so that a correct receiver must reject it.
 public enum Forgery {
     public static func flipBit<Random: RandomStream>(_ signature: Signature, random: inout Random) -> Signature {
@@ -11,7 +25,9 @@ public enum Forgery {
     }
 
     /// Breaks a signature nested inside the message, then signs the outside properly.
-    public static func mangledNested<Random: RandomStream>(_ message: Message, signer: ReplicaSigner, random: inout Random) -> Message {
+    public static func mangledNested<Random: RandomStream>(
+        _ message: Message, signer: ReplicaSigner, random: inout Random
+    ) -> Message {
         switch message {
         case .prePrepare(let m) where !m.batch.isEmpty:
             var batch = m.batch

@@ -1,13 +1,15 @@
 import SteleCore
 import SteleCrypto
 
-/// How a real replica process misbehaves when started with `--byzantine MODE`. Each mode runs
-/// the honest core underneath and changes what leaves the process; the replica can sign
-/// anything with its own key and nothing with anyone else's.
+/// How one Byzantine replica misbehaves: the one list of per-replica attacks, run by a real
+/// replica process (`stele replica --byzantine MODE`) and by the simulator's strategies alike.
+/// Each mode runs the honest core underneath and changes what reaches the core and what leaves
+/// it; the replica can sign anything with its own key and nothing with anyone else's.
 public enum ByzantineMode: String, CaseIterable, Sendable, CustomStringConvertible, Codable {
-    /// As primary: one batch to one backup and another batch (with a request of its own) to the
-    /// others, with its COMMITs for the second. As backup: every PREPARE and COMMIT also goes
-    /// out for a second, made-up digest.
+    /// As primary: for each (v, s), batch A (what the core proposed) to one group of backups and
+    /// batch B (A plus a request of its own) with its COMMIT for B to the others — the same
+    /// split on every re-send. As backup: every PREPARE and COMMIT also goes out for a second,
+    /// made-up digest.
     case equivocate
     /// Receives everything, sends nothing: no protocol messages, no replies.
     case silent
@@ -17,19 +19,29 @@ public enum ByzantineMode: String, CaseIterable, Sendable, CustomStringConvertib
     /// signature, or a broken signature nested inside (a request in a batch, a checkpoint proof,
     /// a view change in a NEW-VIEW, a commit certificate in a state transfer); replies too.
     case corrupt
-    /// Re-sends its old messages — from old views and below the watermarks — every few ticks.
+    /// Re-sends messages it sent or received — from old views, below the watermarks, other
+    /// replicas' — in bursts every other tick.
     case replay
     /// Sends VIEW-CHANGE messages for ever-higher views, every few ticks.
     case viewChangeStorm = "viewchange-storm"
     /// As new primary: a NEW-VIEW whose O-set drops a prepared request (re-proposes it as a null
-    /// batch), or, with nothing prepared, carries a request nobody prepared.
+    /// batch), leaves a slot out, carries a wrong batch or one nobody prepared, or whose V lacks
+    /// a VIEW-CHANGE — a different lie to each backup.
     case lyingNewView = "lying-newview"
+    /// Every PREPARE and COMMIT also goes, to a random part of its targets, for a made-up digest.
+    case doubleVote = "double-vote"
+    /// Every VIEW-CHANGE lies: prepared certificates dropped, forged or signed by this replica
+    /// alone, or a forged checkpoint proof; and the storm of `viewchange-storm`.
+    case lyingViewChange = "lying-viewchange"
+    /// No REQUEST of one victim client (the first client it hears from, unless one is named)
+    /// reaches the core, directly or relayed: as primary it never orders them.
+    case censor
 
     public var description: String { rawValue }
 }
 
 /// One message a Byzantine replica puts on the wire to one peer.
-public struct ForgedSend: Sendable {
+public struct ForgedSend: Sendable, Equatable {
     public let message: Message
     public let to: ReplicaID
 
@@ -39,40 +51,61 @@ public struct ForgedSend: Sendable {
     }
 }
 
-/// The misbehaviour of one real Byzantine replica. The runtime asks it what really goes out
-/// whenever the honest core sends or replies, and once per tick. Not thread-safe: the replica's
-/// core loop owns it.
+/// The misbehaviour of one Byzantine replica. Its shell asks it what the core may see of each
+/// incoming message, what really goes out whenever the honest core sends or replies, and what
+/// it sends unprompted once per tick. Every choice is drawn from the stream it was given, so a
+/// simulated replica replays exactly from its seed. Not thread-safe: the replica's core loop
+/// (or the simulator) owns it.
 public final class ReplicaAdversary {
     public let mode: ByzantineMode
     let config: ClusterConfig
     let signer: ReplicaSigner
-    let forger: ClientSigner
-    var random: SeededGenerator
-    private var forgerTimestamp: UInt64 = 0
-    private var ticks: UInt64 = 0
-    /// Messages this replica sent, for `replay` (a ring of `historyCountMax`).
+    var random: any RandomStream
+    var forger: RequestForger
+    /// Replicas that collude with this one (the simulator's fellow equivocators): an
+    /// equivocating primary gives them batch A and splits only the others.
+    let accomplices: Set<ReplicaID>
+    /// The censor's victim; nil until the first client request arrives, unless named.
+    private(set) var censoredClient: PublicKey?
+    private(set) var ticks: UInt64 = 0
+    /// Messages sent and received, for `replay` (a ring of `historyCountMax`).
     private var history: [Message] = []
     private var historyNext = 0
     static let historyCountMax = 512
-    private var stormView = View(0)
-    private var lastViewChange: ViewChange?
+    var stormView = View(0)
+    var lastViewChange: ViewChange?
+    /// An equivocating primary's split per (v, s), so a re-sent PRE-PREPARE splits the same way.
+    var splits: [LogSlot: Split] = [:]
+    static let splitsMax = 4096
     /// Forged COMMITs of an equivocating primary, re-sent at later ticks so that votes that
     /// arrive before their pre-prepare still count.
-    private var scheduled: [UInt64: [ForgedSend]] = [:]
+    var scheduled: [UInt64: [ForgedSend]] = [:]
     static let scheduledTicks: [UInt64] = [2, 6, 15]
     /// How often each kind of misbehaviour happened ("equivocate.split", "replay.sent", ...).
     public private(set) var moves: [String: Int] = [:]
 
-    /// `forgerSeed` makes the equivocating primary's own client key (its extra requests are
-    /// validly signed, by a key that is nobody's).
-    public init(mode: ByzantineMode, config: ClusterConfig, signer: ReplicaSigner, seed: UInt64) {
+    /// A real replica's adversary: every choice from SplitMix64 seeded with `seed` (its forged
+    /// requests are signed by a client key made from it, a key that is nobody's).
+    public convenience init(mode: ByzantineMode, config: ClusterConfig, signer: ReplicaSigner, seed: UInt64) {
+        self.init(mode: mode, config: config, signer: signer, random: SeededGenerator(seed: seed))
+    }
+
+    /// `random` makes every choice, the forging client's key first. `censoredClient` names the
+    /// censor's victim; `accomplices` are the replicas an equivocating primary colludes with.
+    public init(mode: ByzantineMode, config: ClusterConfig, signer: ReplicaSigner, random: some RandomStream,
+                censoredClient: PublicKey? = nil, accomplices: Set<ReplicaID> = []) {
+        precondition(!accomplices.contains(signer.replica), "a replica is not its own accomplice")
+        var random = random
+        guard let clientKey = KeyPair(seed: random.bytes(KeyPair.seedByteCount)) else {
+            preconditionFailure("a 32-byte seed always makes a key pair")
+        }
         self.mode = mode
         self.config = config
         self.signer = signer
-        var generator = SeededGenerator(seed: seed)
-        let clientKey = KeyPair(seed: generator.bytes(32)) ?? KeyPair.generate()
-        self.forger = ClientSigner(cluster: config.cluster, keyPair: clientKey)
-        self.random = generator
+        self.forger = RequestForger(signer: ClientSigner(cluster: config.cluster, keyPair: clientKey))
+        self.accomplices = accomplices
+        self.censoredClient = censoredClient
+        self.random = random
     }
 
     var me: ReplicaID { signer.replica }
@@ -81,6 +114,27 @@ public final class ReplicaAdversary {
     func count(_ move: String, _ times: Int = 1) {
         guard times > 0 else { return }
         moves[move, default: 0] += times
+    }
+
+    // MARK: What comes in
+
+    /// Whether the honest core gets to see `message` (a client's REQUEST as `.request`), after
+    /// its signatures were checked. A censor hides its victim's requests; a replayer keeps what
+    /// it hears for later.
+    public func admits(_ message: Message) -> Bool {
+        switch mode {
+        case .replay:
+            remember(message)
+            return true
+        case .censor:
+            guard case .request(let request) = message else { return true }
+            if censoredClient == nil { censoredClient = request.client }
+            guard request.client == censoredClient else { return true }
+            count("censor.dropped")
+            return false
+        default:
+            return true
+        }
     }
 
     // MARK: What goes out
@@ -93,24 +147,34 @@ public final class ReplicaAdversary {
             count("silent.dropped", targets.count)
             return []
         case .withhold:
-            if case .commit = message {
-                count("withhold.dropped", targets.count)
-                return []
-            }
-            return plain(message, to: targets)
+            guard case .commit = message else { return plain(message, to: targets) }
+            count("withhold.dropped", targets.count)
+            return []
         case .equivocate:
             return equivocate(message, to: targets)
+        case .doubleVote:
+            let conflicting = conflictingVotes(message, to: targets.filter { _ in random.chance(percent: 60) })
+            count("double-vote.conflicting", conflicting.count)
+            return plain(message, to: targets) + conflicting
         case .corrupt:
             return targets.map { ForgedSend(maybeCorrupted(message), to: $0) }
         case .replay:
             remember(message)
             return plain(message, to: targets)
-        case .viewChangeStorm:
-            return plain(message, to: targets)
+        case .lyingViewChange:
+            guard case .viewChange(let viewChange) = message, viewChange.replica == me else {
+                return plain(message, to: targets)
+            }
+            count("lying-viewchange.lie")
+            return plain(.viewChange(lie(about: viewChange)), to: targets)
         case .lyingNewView:
             guard case .newView(let newView) = message, newView.primary == me else { return plain(message, to: targets) }
             count("lying-newview.lie", targets.count)
-            return plain(.newView(lie(about: newView)), to: targets)
+            return targets.enumerated().map { index, target in
+                ForgedSend(.newView(lie(about: newView, first: index == 0)), to: target)
+            }
+        case .viewChangeStorm, .censor:
+            return plain(message, to: targets)
         }
     }
 
@@ -134,7 +198,7 @@ public final class ReplicaAdversary {
         switch mode {
         case .replay:
             sends += replayOld()
-        case .viewChangeStorm:
+        case .viewChangeStorm, .lyingViewChange:
             sends += storm(coreView: coreView)
         default:
             break
@@ -144,52 +208,6 @@ public final class ReplicaAdversary {
 
     func plain(_ message: Message, to targets: [ReplicaID]) -> [ForgedSend] {
         targets.map { ForgedSend(message, to: $0) }
-    }
-
-    // MARK: equivocate
-
-    func equivocate(_ message: Message, to targets: [ReplicaID]) -> [ForgedSend] {
-        switch message {
-        case .prePrepare(let prePrepare) where prePrepare.primary == me:
-            return split(prePrepare, to: targets)
-        case .prepare(let vote), .commit(let vote):
-            let conflicting = Vote(kind: vote.kind, view: vote.view, sequence: vote.sequence,
-                                   digest: Digest.of(random.bytes(16)), replica: me).signed(by: signer)
-            count("equivocate.double-vote", targets.count)
-            let wrapped: Message = vote.kind == .prepare ? .prepare(conflicting) : .commit(conflicting)
-            return plain(message, to: targets) + plain(wrapped, to: targets)
-        default:
-            return plain(message, to: targets)
-        }
-    }
-
-    /// Batch A (what the core proposed) to one backup, which rotates with the sequence number;
-    /// batch B — A plus one request of the adversary's own — to the others, with this replica's
-    /// COMMIT for B, so that B can commit there while the first backup is left with A.
-    func split(_ first: PrePrepare, to targets: [ReplicaID]) -> [ForgedSend] {
-        let forged = forgerRequest()
-        let second = PrePrepare(view: first.view, sequence: first.sequence, primary: me, batch: first.batch + [forged]).signed(by: signer)
-        let backups = others
-        let victim = backups[Int(first.sequence.value % UInt64(backups.count))]
-        let commit = Message.commit(Vote(kind: .commit, view: first.view, sequence: first.sequence, digest: second.digest, replica: me).signed(by: signer))
-        var sends: [ForgedSend] = []
-        for target in targets {
-            if target == victim {
-                sends.append(ForgedSend(.prePrepare(first), to: target))
-            } else {
-                sends.append(ForgedSend(.prePrepare(second), to: target))
-                sends.append(ForgedSend(commit, to: target))
-            }
-        }
-        let again = targets.filter { $0 != victim }.map { ForgedSend(commit, to: $0) }
-        for delay in ReplicaAdversary.scheduledTicks { scheduled[ticks + delay, default: []] += again }
-        count("equivocate.split")
-        return sends
-    }
-
-    func forgerRequest() -> Request {
-        forgerTimestamp += 1
-        return forger.request(timestamp: forgerTimestamp, payload: Array("equivocation \(forgerTimestamp)".utf8))
     }
 
     // MARK: corrupt
@@ -226,38 +244,5 @@ public final class ReplicaAdversary {
         }
         count("replay.sent", sends.count)
         return sends
-    }
-
-    // MARK: viewchange-storm
-
-    /// Every fifth tick, a VIEW-CHANGE for a view above any this replica asked for before.
-    func storm(coreView: View) -> [ForgedSend] {
-        guard ticks % 5 == 0 else { return [] }
-        let target = View(max(stormView.value, coreView.value) + UInt64(random.int(in: 1...3)))
-        stormView = target
-        let base = lastViewChange
-        let viewChange = ViewChange(
-            newView: target, stableSequence: base?.stableSequence ?? .genesis, checkpointProof: base?.checkpointProof ?? [],
-            prepared: base?.prepared ?? [], replica: me).signed(by: signer)
-        count("viewchange-storm.sent")
-        return plain(.viewChange(viewChange), to: others)
-    }
-
-    // MARK: lying-newview
-
-    /// Drops the highest prepared request from O (re-proposed as a null batch); with nothing
-    /// prepared, adds a request nobody prepared.
-    func lie(about newView: NewView) -> NewView {
-        var prePrepares = newView.prePrepares
-        if let index = prePrepares.lastIndex(where: { !$0.batch.isEmpty }) {
-            let dropped = prePrepares[index]
-            prePrepares[index] = PrePrepare(view: dropped.view, sequence: dropped.sequence, primary: me, batch: []).signed(by: signer)
-            count("lying-newview.dropped-prepared")
-        } else {
-            let sequence = prePrepares.last?.sequence.next ?? (newView.viewChanges.map(\.stableSequence).max() ?? .genesis).next
-            prePrepares.append(PrePrepare(view: newView.view, sequence: sequence, primary: me, batch: [forgerRequest()]).signed(by: signer))
-            count("lying-newview.invented")
-        }
-        return NewView(view: newView.view, viewChanges: newView.viewChanges, prePrepares: prePrepares, primary: me).signed(by: signer)
     }
 }

@@ -180,6 +180,9 @@ public final class ReplicaNode: Sendable {
                 let now = ContinuousClock.now
                 var actions: [Action] = []
                 for event in events {
+                    if let adversary = state.adversary, let message = event.message, !adversary.admits(message) {
+                        continue  // a censor hides its victim's requests from its core
+                    }
                     if case .clientRequest(let request) = event, state.arrivals.count < CoreState.arrivalsMax {
                         let key = RequestKey(client: request.client, timestamp: request.timestamp)
                         if state.arrivals[key] == nil { state.arrivals[key] = now }

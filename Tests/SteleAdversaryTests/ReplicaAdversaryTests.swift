@@ -151,4 +151,141 @@ struct ReplicaAdversaryTests {
         let vote = Self.vote(.prepare, replica: 1, digest: Digest.of([3]))
         #expect(adversary.outgoing(vote, to: [0]).map(\.message) == [vote])
     }
+
+    @Test("equivocate: a re-sent PRE-PREPARE splits the same way; a full batch B replaces A's last request")
+    func equivocationIsStable() {
+        let adversary = Self.adversary(.equivocate)
+        let first = Self.prePrepare(sequence: 7, requests: 1)
+        let once = adversary.outgoing(.prePrepare(first), to: Self.backups)
+        let again = adversary.outgoing(.prePrepare(first), to: Self.backups)
+        #expect(once == again, "the same batches to the same backups")
+        #expect(adversary.moves["equivocate.split"] == 1)
+        var parameters = ProtocolParameters()
+        parameters.batchSizeMax = 1
+        let tight = try! ClusterConfig(
+            cluster: Self.config.cluster, f: 1, replicas: Self.config.replicas, parameters: parameters)
+        let full = ReplicaAdversary(mode: .equivocate, config: tight, signer: Self.signer(0), seed: 1234)
+        for send in full.outgoing(.prePrepare(first), to: Self.backups) {
+            guard case .prePrepare(let p) = send.message else { continue }
+            #expect(p.batch.count == 1, "batch B stays within batchSizeMax")
+        }
+    }
+
+    @Test("equivocate with accomplices: they get batch A; only the other backups are split")
+    func accomplicesGetBatchA() {
+        var stream = SeededGenerator(seed: 99)
+        for _ in 0..<20 {
+            let adversary = ReplicaAdversary(
+                mode: .equivocate, config: Self.config, signer: Self.signer(0), random: stream, accomplices: [3])
+            _ = stream.next()
+            let first = Self.prePrepare(sequence: 2)
+            for send in adversary.outgoing(.prePrepare(first), to: Self.backups) where send.to == 3 {
+                #expect(send.message == .prePrepare(first), "accomplice 3 gets batch A")
+            }
+        }
+    }
+
+    @Test("double-vote: every vote also goes, to some of its targets, for a second digest")
+    func doubleVote() {
+        let adversary = Self.adversary(.doubleVote, replica: 2)
+        var conflicting = 0
+        for sequence in 1...50 {
+            let honest = Self.vote(.commit, replica: 2, sequence: UInt64(sequence), digest: Digest.of([UInt8(sequence)]))
+            let sends = adversary.outgoing(honest, to: [0, 1, 3])
+            #expect(sends.filter { $0.message == honest }.count == 3, "the real vote still goes to everyone")
+            for send in sends where send.message != honest {
+                #expect(verifies(send.message))
+                guard case .commit(let vote) = send.message, case .commit(let real) = honest else {
+                    Issue.record("not a commit")
+                    continue
+                }
+                #expect(vote.sequence == real.sequence && vote.digest != real.digest)
+                conflicting += 1
+            }
+        }
+        #expect(conflicting > 50 && conflicting < 130, "about 60 % of 150 targets: \(conflicting)")
+        #expect(adversary.moves["double-vote.conflicting"] == conflicting)
+    }
+
+    @Test("lying-viewchange: VIEW-CHANGEs lie about certificates or the checkpoint, validly signed; storms too")
+    func lyingViewChange() {
+        let adversary = Self.adversary(.lyingViewChange, replica: 1)
+        let prepared = Self.prePrepare(sequence: 1)
+        let prepares = [2, 3].map { replica in
+            let replicaID = ReplicaID(UInt16(replica))
+            let vote = Vote(kind: .prepare, view: 0, sequence: 1, digest: prepared.digest, replica: replicaID)
+            return vote.signed(by: Self.signer(replica))
+        }
+        let certificate = PreparedCertificate(prePrepare: prepared, prepares: prepares)
+        let honest = ViewChange(
+            newView: 1, stableSequence: .genesis, checkpointProof: [], prepared: [certificate], replica: 1
+        ).signed(by: Self.signer(1))
+        var lies = Set<ViewChange>()
+        for _ in 0..<30 {
+            for send in adversary.outgoing(.viewChange(honest), to: [0, 2, 3]) {
+                guard case .viewChange(let lie) = send.message else { Issue.record("not a VIEW-CHANGE"); continue }
+                #expect(verifies(send.message), "signed by the liar itself")
+                #expect(lie != honest)
+                lies.insert(lie)
+            }
+        }
+        #expect(lies.count >= 3, "different lies: \(lies.count)")
+        let storm = (0..<20).flatMap { _ in adversary.tick(coreView: 1) }
+        #expect(!storm.isEmpty && adversary.moves["lying-viewchange.storm", default: 0] > 0)
+    }
+
+    @Test("lying-newview: each backup gets a lie, and the lies differ")
+    func lyingNewViewPerBackup() {
+        let adversary = Self.adversary(.lyingNewView, replica: 1)
+        let prePrepares = (1...3).map { Self.prePrepare(sequence: UInt64($0), view: 1, primary: 1) }
+        let honest = NewView(view: 1, viewChanges: [], prePrepares: prePrepares, primary: 1).signed(by: Self.signer(1))
+        var lies = Set<NewView>()
+        for _ in 0..<10 {
+            for send in adversary.outgoing(.newView(honest), to: [0, 2, 3]) {
+                guard case .newView(let lie) = send.message else { Issue.record("not a NEW-VIEW"); continue }
+                #expect(verifies(send.message))
+                #expect(lie != honest)
+                lies.insert(lie)
+            }
+        }
+        #expect(lies.count >= 4, "\(lies.count) different NEW-VIEWs")
+    }
+
+    @Test("censor: the first client heard from never reaches the core, directly or relayed; others do")
+    func censor() {
+        let adversary = Self.adversary(.censor)
+        let other = ClientSigner(cluster: Self.config.cluster, keyPair: KeyPair(seed: [UInt8](repeating: 43, count: 32))!)
+        #expect(!adversary.admits(.request(Self.client.request(timestamp: 1, payload: [1]))))
+        #expect(adversary.admits(.request(other.request(timestamp: 1, payload: [2]))))
+        #expect(!adversary.admits(.request(Self.client.request(timestamp: 2, payload: [3]))), "relayed or direct, the same")
+        #expect(adversary.admits(Self.vote(.prepare, replica: 2, digest: Digest.of([1]))))
+        #expect(adversary.moves["censor.dropped"] == 2)
+        let named = ReplicaAdversary(
+            mode: .censor, config: Self.config, signer: Self.signer(0), random: SeededGenerator(seed: 1),
+            censoredClient: other.publicKey)
+        #expect(named.admits(.request(Self.client.request(timestamp: 1, payload: [1]))))
+        #expect(!named.admits(.request(other.request(timestamp: 1, payload: [2]))))
+    }
+
+    @Test("replay also re-sends what it received from other replicas")
+    func replayReceived() {
+        let adversary = Self.adversary(.replay)
+        let heard = Self.vote(.commit, replica: 2, digest: Digest.of([9]))
+        #expect(adversary.admits(heard))
+        let replayed = (0..<10).flatMap { _ in adversary.tick(coreView: 0) }
+        #expect(!replayed.isEmpty)
+        #expect(replayed.allSatisfy { $0.message == heard && $0.to != 0 })
+    }
+
+    @Test("the same stream makes the same attack")
+    func seededStreamsReplay() {
+        func run() -> [ForgedSend] {
+            let adversary = ReplicaAdversary(
+                mode: .corrupt, config: Self.config, signer: Self.signer(0), random: SeededGenerator(seed: 5))
+            return (1...20).flatMap { sequence in
+                adversary.outgoing(.prePrepare(Self.prePrepare(sequence: UInt64(sequence))), to: Self.backups)
+            }
+        }
+        #expect(run() == run())
+    }
 }

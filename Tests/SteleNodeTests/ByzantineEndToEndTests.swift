@@ -114,6 +114,22 @@ struct ByzantineEndToEndTests {
             #expect(moved, "honest replica 2 passed view 1 (the liar's) to a view with an honest primary\n\(cluster.logTail(2))")
         }
     }
+
+    @Test("double-vote: a primary whose COMMITs also go out for made-up digests cannot stop the others committing")
+    func doubleVotingPrimary() async throws {
+        try await attack(.doubleVote, by: 0, expectMove: "double-vote.conflicting")
+    }
+
+    @Test("lying-viewchange: a backup whose VIEW-CHANGEs lie and storm cannot stop a view change")
+    func lyingViewChanges() async throws {
+        // Pausing replica 0 (the primary of view 0) makes every core send VIEW-CHANGEs, the liar's too.
+        try await attack(.lyingViewChange, by: 1, expectMove: "lying-viewchange.lie", honestViewMin: 1, pause: 0)
+    }
+
+    @Test("censor: a primary that never orders one client's requests is replaced by a view change")
+    func censoringPrimary() async throws {
+        try await attack(.censor, by: 0, expectMove: "censor.dropped", honestViewMin: 1)
+    }
 }
 
 @Suite("Byzantine modes cannot be switched on by accident")
