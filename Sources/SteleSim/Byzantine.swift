@@ -1,27 +1,32 @@
+import PBFT
 import SteleAdversary
 import SteleCore
 import SteleCrypto
 
-/// How a Byzantine replica misbehaves. Each runs an honest core underneath and mutates what it
-/// sends; it can sign anything with its own key.
+/// How a Byzantine replica misbehaves in the simulator. The per-replica strategies are
+/// SteleAdversary's modes (`mode`): the simulator drives one `ReplicaAdversary` per Byzantine
+/// replica, the code `stele replica --byzantine MODE` runs. What needs the whole cluster stays
+/// here: twins, colluders that share a plan, and garbled wire bytes.
+///
+/// The order of the cases is part of every seed: `--strategy all` draws a strategy by index.
 public enum ByzantineStrategy: String, CaseIterable, Sendable, CustomStringConvertible {
-    /// As primary: different batches for one (v, s) to different backups. As backup: votes for
-    /// two digests. Colluding equivocators vote for every batch their primary sent.
+    /// `ByzantineMode.equivocate`; colluding equivocators also vote for every batch their
+    /// primary sent, to everyone.
     case equivocate
-    /// Every PREPARE/COMMIT also goes out for a second, made-up digest.
+    /// `ByzantineMode.doubleVote`.
     case doubleVote = "double-vote"
-    /// Sends nothing at all.
+    /// `ByzantineMode.silent`.
     case silent
-    /// Sends pre-prepares and prepares, never commits.
+    /// `ByzantineMode.withhold`.
     case withhold
-    /// Mangled signatures, fields, nested signatures and raw bytes.
-    case badSignature = "bad-signature"
-    /// Re-sends old messages (old views, below the watermark, other replicas' messages).
+    /// `ByzantineMode.corrupt`; one in `Adversary.garbledOneIn` of its sends also goes out as
+    /// garbled bytes.
+    case corrupt
+    /// `ByzantineMode.replay`.
     case replay
-    /// VIEW-CHANGEs with dropped or forged prepared certificates, forged checkpoint proofs,
-    /// and a storm of VIEW-CHANGEs for ever-higher views.
+    /// `ByzantineMode.lyingViewChange` (its storm is `viewchange-storm`'s).
     case lyingViewChange = "lying-viewchange"
-    /// As new primary: a NEW-VIEW whose O drops a prepared request or carries wrong digests.
+    /// `ByzantineMode.lyingNewView`.
     case lyingNewView = "lying-newview"
     /// Two copies of the replica share its key, each running an honest core.
     case twin
@@ -35,11 +40,26 @@ public enum ByzantineStrategy: String, CaseIterable, Sendable, CustomStringConve
     /// A targeted colluder that sends its VIEW-CHANGE with its prepared certificates to group A
     /// and one without them to group B (both validly signed); otherwise plays split-vote.
     case equivocatingViewChange = "equivocate-viewchange"
-    /// As primary, orders every client's requests except one victim client's (its requests
-    /// never reach this replica's core, so they are left out of its batches forever).
+    /// `ByzantineMode.censor`, its victim client 0.
     case censor
 
     public var description: String { rawValue }
+
+    /// The SteleAdversary mode this strategy runs; nil for those that need the whole cluster.
+    public var mode: ByzantineMode? {
+        switch self {
+        case .equivocate: .equivocate
+        case .doubleVote: .doubleVote
+        case .silent: .silent
+        case .withhold: .withhold
+        case .corrupt: .corrupt
+        case .replay: .replay
+        case .lyingViewChange: .lyingViewChange
+        case .lyingNewView: .lyingNewView
+        case .censor: .censor
+        case .twin, .splitVote, .equivocatingNewView, .equivocatingViewChange: nil
+        }
+    }
 
     /// The strategies that collude through one shared `Conspiracy`.
     public var isTargeted: Bool { self == .splitVote || self == .equivocatingNewView || self == .equivocatingViewChange }
@@ -52,36 +72,27 @@ public struct AdversarySend: Sendable {
     public let to: ReplicaID
 }
 
-/// The adversary: every Byzantine replica's key, strategy and memory, and one seeded stream.
-/// Colluding equivocators share `equivocations`, so when their primary sends batch A to some
-/// backups and batch B to others, every colluder votes for both.
+/// The adversary: every Byzantine replica's `ReplicaAdversary`, and what only the whole cluster
+/// can do — twins, the colluders' shared memory, garbled bytes on the simulated wire — drawing
+/// from one seeded stream (each `ReplicaAdversary` from its own).
 final class Adversary {
-    struct Slot: Hashable {
-        let view: View
-        let sequence: SequenceNumber
-    }
+    typealias Slot = LogSlot
 
-    /// What an equivocating primary sent for one (v, s).
-    struct Equivocation {
-        let second: PrePrepare
-        let secondGroup: Set<ReplicaID>
-        var digests: [Digest]
-    }
-
-    static let historyCountMax = 128
     static let equivocationsMax = 4096
+    /// One in this many messages a `corrupt` replica sends goes out as garbled bytes instead.
+    static let garbledOneIn = 8
+    static let conspiracyVoteDelaysTicks: [UInt64] = [3, 8, 20]
 
     let config: ClusterConfig
     let signers: [ReplicaID: ReplicaSigner]
     let strategies: [ReplicaID: ByzantineStrategy]
-    let forger: ClientSigner
+    /// The per-replica strategies' adversaries.
+    let replicaAdversaries: [ReplicaID: ReplicaAdversary]
+    var forger: RequestForger
     var random: SimRandom
-    private var forgerTimestamp: UInt64 = 0
-    private var equivocations: [Slot: Equivocation] = [:]
+    /// Colluding equivocators: the digests their primary sent per (v, s), and when to vote again.
+    private var equivocations: [Slot: [Digest]] = [:]
     private var scheduledVotes: [UInt64: [Slot]] = [:]
-    private var histories: [ReplicaID: [Message]] = [:]
-    private var historyNext: [ReplicaID: Int] = [:]
-    private var stormViews: [ReplicaID: View] = [:]
     var lastViewChanges: [ReplicaID: ViewChange] = [:]
     /// Targeted colluders: the slots they split, their scheduled re-sends, the next tick their
     /// coordinator may drive a view change, and the VIEW-CHANGEs they saw per new view.
@@ -91,25 +102,26 @@ final class Adversary {
     var seenViewChanges: [View: [ReplicaID: ViewChange]] = [:]
     /// Targeted colluders' shared state (nil when no replica plays a targeted strategy).
     var conspiracy: Conspiracy?
-    /// The client whose requests a `censor` never lets into its core.
-    let censoredClient: PublicKey?
-    /// How often each kind of misbehaviour happened ("equivocate.split", "replay.sent", ...),
-    /// so tests can tell a strategy that never got to act from one that was withstood.
-    private(set) var moveCounts: [String: Int] = [:]
+    private var clusterMoves: [String: Int] = [:]
 
-    func count(_ move: String, _ times: Int = 1) {
-        guard times > 0 else { return }
-        moveCounts[move, default: 0] += times
-    }
-
-    init(config: ClusterConfig, signers: [ReplicaID: ReplicaSigner], strategies: [ReplicaID: ByzantineStrategy], forger: ClientSigner,
-         random: SimRandom, censoredClient: PublicKey? = nil) {
+    /// `stream(replica)` is the seeded stream of that replica's `ReplicaAdversary`; the censor's
+    /// victim is `censoredClient`.
+    init(config: ClusterConfig, signers: [ReplicaID: ReplicaSigner], strategies: [ReplicaID: ByzantineStrategy],
+         forger: ClientSigner, random: SimRandom, stream: (ReplicaID) -> SimRandom, censoredClient: PublicKey? = nil) {
         self.config = config
         self.signers = signers
         self.strategies = strategies
-        self.forger = forger
+        self.forger = RequestForger(signer: forger)
         self.random = random
-        self.censoredClient = censoredClient
+        let equivocators = Set(strategies.keys.filter { strategies[$0] == .equivocate })
+        var adversaries: [ReplicaID: ReplicaAdversary] = [:]
+        for replica in strategies.keys.sorted() {
+            guard let mode = strategies[replica]?.mode, let signer = signers[replica] else { continue }
+            adversaries[replica] = ReplicaAdversary(
+                mode: mode, config: config, signer: signer, random: stream(replica), censoredClient: censoredClient,
+                accomplices: mode == .equivocate ? equivocators.subtracting([replica]) : [])
+        }
+        replicaAdversaries = adversaries
         conspiracy = Conspiracy.plan(config: config, strategies: strategies, random: &self.random)
     }
 
@@ -118,13 +130,31 @@ final class Adversary {
 
     func others(than replica: ReplicaID) -> [ReplicaID] { replicas.filter { $0 != replica } }
 
-    /// A validly signed request from the adversary's own client, to make batches differ.
-    func forgedRequest() -> Request {
-        forgerTimestamp += 1
-        return forger.request(timestamp: forgerTimestamp, payload: random.bytes(8))
+    /// How often each kind of misbehaviour happened ("equivocate.split", "replay.sent", ...),
+    /// so tests can tell a strategy that never got to act from one that was withstood.
+    var moveCounts: [String: Int] {
+        replicaAdversaries.values.reduce(into: clusterMoves) { $0.merge($1.moves, uniquingKeysWith: +) }
     }
 
-    func randomDigest() -> Digest { Digest.of(random.bytes(16)) }
+    func count(_ move: String, _ times: Int = 1) {
+        guard times > 0 else { return }
+        clusterMoves[move, default: 0] += times
+    }
+
+    /// A validly signed request from the adversary's own client, to make batches differ.
+    func forgedRequest() -> Request { forger.request(payload: random.bytes(8)) }
+
+    // MARK: - Incoming messages
+
+    /// Whether Byzantine `replica`'s core sees `event` (a censor hides its victim's requests);
+    /// what the replica hears is remembered for replaying and by targeted colluders.
+    func admits(_ event: Event, at replica: ReplicaID) -> Bool {
+        guard let message = event.message else { return true }
+        if case .viewChange(let viewChange) = message, strategies[replica]?.isTargeted == true {
+            rememberSeen(viewChange)
+        }
+        return replicaAdversaries[replica]?.admits(message) ?? true
+    }
 
     // MARK: - Outgoing messages
 
@@ -133,245 +163,132 @@ final class Adversary {
         guard let strategy = strategies[replica], let signer = signers[replica] else {
             preconditionFailure("intercept is only for Byzantine replicas")
         }
-        remember(message, at: replica)
-        if case .viewChange(let viewChange) = message { lastViewChanges[replica] = viewChange }
+        if case .viewChange(let viewChange) = message {
+            lastViewChanges[replica] = viewChange
+            if strategy.isTargeted { rememberSeen(viewChange) }
+        }
         switch strategy {
-        case .silent:
-            count("silent.dropped", targets.count)
-            return []
-        case .withhold:
-            if case .commit = message {
-                count("withhold.dropped", targets.count)
-                return []
-            }
-            return plain(message, from: replica, to: targets)
         case .twin:
             count("twin.sent", targets.count)
             return plain(message, from: replica, to: targets)
         case .splitVote, .equivocatingNewView, .equivocatingViewChange:
             return targeted(message, strategy: strategy, signer: signer, to: targets, now: now)
-        case .censor:
-            return plain(message, from: replica, to: targets)
-        case .replay:
-            return plain(message, from: replica, to: targets)
-        case .doubleVote:
-            let conflicting = conflictingVotes(message, signer: signer, to: targets)
-            count("double-vote.conflicting", conflicting.count)
-            return plain(message, from: replica, to: targets) + conflicting
         case .equivocate:
-            return equivocate(message, signer: signer, to: targets, now: now)
-        case .badSignature:
-            return targets.map { AdversarySend(from: replica, payload: maybeMangled(message, signer: signer), to: $0) }
-        case .lyingViewChange:
-            guard case .viewChange(let viewChange) = message else { return plain(message, from: replica, to: targets) }
-            count("lying-viewchange.lie")
-            return plain(.viewChange(lie(about: viewChange, signer: signer)), from: replica, to: targets)
-        case .lyingNewView:
-            guard case .newView(let newView) = message else { return plain(message, from: replica, to: targets) }
-            count("lying-newview.lie", targets.count)
-            return targets.map { AdversarySend(from: replica, payload: .message(.newView(lie(about: newView, signer: signer))), to: $0) }
+            return colluding(message, from: replica, to: targets, now: now)
+        default:
+            return perReplica(message, from: replica, to: targets)
         }
     }
 
     /// What a Byzantine replica does with a reply its core produced.
     func interceptReply(_ reply: Reply, from replica: ReplicaID) -> SimPayload? {
-        switch strategies[replica] {
-        case .silent: return nil
-        case .badSignature:
-            guard let signer = signers[replica] else { return nil }
-            return maybeMangled(.reply(reply), signer: signer)
-        default: return .message(.reply(reply))
-        }
+        guard let adversary = replicaAdversaries[replica] else { return .message(.reply(reply)) }
+        return adversary.reply(reply).map { wire($0, from: replica) }
     }
 
     func plain(_ message: Message, from replica: ReplicaID, to targets: [ReplicaID]) -> [AdversarySend] {
         targets.map { AdversarySend(from: replica, payload: .message(message), to: $0) }
     }
 
-    // MARK: double-vote
-
-    func conflictingVotes(_ message: Message, signer: ReplicaSigner, to targets: [ReplicaID]) -> [AdversarySend] {
-        let vote: Vote
-        switch message {
-        case .prepare(let m), .commit(let m): vote = m
-        default: return []
+    /// What the replica's `ReplicaAdversary` sends instead of `message`.
+    func perReplica(_ message: Message, from replica: ReplicaID, to targets: [ReplicaID]) -> [AdversarySend] {
+        guard let adversary = replicaAdversaries[replica] else {
+            preconditionFailure("\(replica) plays no per-replica mode")
         }
-        let conflicting = Vote(kind: vote.kind, view: vote.view, sequence: vote.sequence, digest: randomDigest(), replica: signer.replica).signed(by: signer)
-        let wrapped: Message = vote.kind == .prepare ? .prepare(conflicting) : .commit(conflicting)
-        return targets.filter { _ in random.chance(percent: 60) }.map { AdversarySend(from: signer.replica, payload: .message(wrapped), to: $0) }
+        return adversary.outgoing(message, to: targets).map { sent(from: replica, $0) }
+    }
+
+    func sent(from replica: ReplicaID, _ send: ForgedSend) -> AdversarySend {
+        AdversarySend(from: replica, payload: wire(send.message, from: replica), to: send.to)
+    }
+
+    /// A message as it goes on the simulated wire: from a `corrupt` replica, now and then as
+    /// garbled bytes that a decoder must reject or survive (a real replica's frames carry
+    /// messages only, so these are the simulator's).
+    func wire(_ message: Message, from replica: ReplicaID) -> SimPayload {
+        guard strategies[replica] == .corrupt, random.chance(1, in: Adversary.garbledOneIn) else {
+            return .message(message)
+        }
+        count("corrupt.garbled")
+        return .bytes(Forgery.garbled(message.encode(), random: &random))
     }
 
     // MARK: equivocate
 
-    func equivocate(_ message: Message, signer: ReplicaSigner, to targets: [ReplicaID], now: UInt64) -> [AdversarySend] {
+    /// A colluding equivocator runs `ByzantineMode.equivocate`; on top, every colluder votes
+    /// for every batch their primary sent for a (v, s), to everyone, there and again later.
+    func colluding(
+        _ message: Message, from replica: ReplicaID, to targets: [ReplicaID], now: UInt64
+    ) -> [AdversarySend] {
         switch message {
-        case .prePrepare(let prePrepare) where prePrepare.primary == signer.replica:
-            return splitPrePrepare(prePrepare, signer: signer, to: targets, now: now)
+        case .prePrepare(let prePrepare) where prePrepare.primary == replica:
+            let sends = perReplica(message, from: replica, to: targets)
+            let slot = Slot(view: prePrepare.view, sequence: prePrepare.sequence)
+            learn(slot, first: prePrepare, sends: sends, now: now)
+            return sends + conspiracyVotes(slot, only: nil)
         case .prepare(let vote), .commit(let vote):
             let slot = Slot(view: vote.view, sequence: vote.sequence)
-            if equivocations[slot] != nil {
-                let votes = conspiracyVotes(slot, only: signer.replica)
-                count("equivocate.conspiracy-votes", votes.count)
-                return plain(message, from: signer.replica, to: targets) + votes
-            }
-            let conflicting = conflictingVotes(message, signer: signer, to: targets)
-            count("equivocate.conflicting-votes", conflicting.count)
-            return plain(message, from: signer.replica, to: targets) + conflicting
+            guard equivocations[slot] != nil else { return perReplica(message, from: replica, to: targets) }
+            let votes = conspiracyVotes(slot, only: replica)
+            count("equivocate.conspiracy-votes", votes.count)
+            return plain(message, from: replica, to: targets) + votes
         default:
-            return plain(message, from: signer.replica, to: targets)
+            return perReplica(message, from: replica, to: targets)
         }
     }
 
-    /// Batch A (the honest one) to one group of honest backups and to the colluders, batch B to
-    /// the other honest backups; then every colluder votes for both.
-    func splitPrePrepare(_ first: PrePrepare, signer: ReplicaSigner, to targets: [ReplicaID], now: UInt64) -> [AdversarySend] {
-        let slot = Slot(view: first.view, sequence: first.sequence)
-        let equivocation = equivocations[slot] ?? newEquivocation(first, signer: signer, slot: slot, now: now)
-        return targets.map { target in
-            let chosen = equivocation.secondGroup.contains(target) ? equivocation.second : first
-            return AdversarySend(from: signer.replica, payload: .message(.prePrepare(chosen)), to: target)
-        } + conspiracyVotes(slot, only: nil)
-    }
-
-    func newEquivocation(_ first: PrePrepare, signer: ReplicaSigner, slot: Slot, now: UInt64) -> Equivocation {
-        let second = PrePrepare(view: first.view, sequence: first.sequence, primary: first.primary, batch: first.batch + [forgedRequest()]).signed(by: signer)
-        var honest = replicas.filter { $0 != signer.replica && strategies[$0] != .equivocate }
-        random.shuffle(&honest)
-        let splitIndex = honest.count <= 1 ? random.int(in: 0...honest.count) : max(1, honest.count / 2)
-        let equivocation = Equivocation(second: second, secondGroup: Set(honest[splitIndex...]), digests: [first.digest, second.digest])
+    /// Notes the batches the colluding primary sent at `slot` and schedules the votes for them.
+    func learn(_ slot: Slot, first: PrePrepare, sends: [AdversarySend], now: UInt64) {
+        guard equivocations[slot] == nil else { return }
+        var digests = [first.digest]
+        let proposals = sends.compactMap { send -> PrePrepare? in
+            if case .message(.prePrepare(let prePrepare)) = send.payload { return prePrepare }
+            return nil
+        }
+        for prePrepare in proposals where !digests.contains(prePrepare.digest) {
+            digests.append(prePrepare.digest)
+        }
         if equivocations.count >= Adversary.equivocationsMax { equivocations.removeAll() }
-        count("equivocate.split")
-        equivocations[slot] = equivocation
-        for delayTicks: UInt64 in [3, 8, 20] { scheduledVotes[now + delayTicks, default: []].append(slot) }
-        return equivocation
+        equivocations[slot] = digests
+        for delayTicks in Adversary.conspiracyVoteDelaysTicks {
+            scheduledVotes[now + delayTicks, default: []].append(slot)
+        }
     }
 
     /// PREPAREs (from non-primaries) and COMMITs for every digest the primary sent at `slot`,
     /// from every colluder (or only from `only`), to every other replica.
     func conspiracyVotes(_ slot: Slot, only: ReplicaID?) -> [AdversarySend] {
-        guard let equivocation = equivocations[slot] else { return [] }
-        let voters = only.map { [$0] } ?? colluders
+        guard let digests = equivocations[slot] else { return [] }
         var sends = [AdversarySend]()
-        for voter in voters {
+        for voter in only.map({ [$0] }) ?? colluders {
             guard let signer = signers[voter] else { continue }
-            for digest in equivocation.digests {
-                var votes = [Message]()
-                if config.primary(of: slot.view) != voter {
-                    votes.append(.prepare(Vote(kind: .prepare, view: slot.view, sequence: slot.sequence, digest: digest, replica: voter).signed(by: signer)))
-                }
-                votes.append(.commit(Vote(kind: .commit, view: slot.view, sequence: slot.sequence, digest: digest, replica: voter).signed(by: signer)))
-                for vote in votes {
-                    sends += others(than: voter).map { AdversarySend(from: voter, payload: .message(vote), to: $0) }
+            for digest in digests {
+                var kinds: [VoteKind] = [.commit]
+                if config.primary(of: slot.view) != voter { kinds.insert(.prepare, at: 0) }
+                for kind in kinds {
+                    let vote = Vote(kind: kind, view: slot.view, sequence: slot.sequence, digest: digest, replica: voter)
+                    let signed = vote.signed(by: signer)
+                    let message: Message = kind == .prepare ? .prepare(signed) : .commit(signed)
+                    sends += plain(message, from: voter, to: others(than: voter))
                 }
             }
         }
         return sends
     }
 
-    // MARK: bad-signature
-
-    func maybeMangled(_ message: Message, signer: ReplicaSigner) -> SimPayload {
-        guard random.chance(percent: 50) else { return .message(message) }
-        count("bad-signature.mangled")
-        switch random.int(below: 4) {
-        case 0: return .message(message.replacingSignature(flipBit(message.signature)))
-        case 1: return .message(message.mangledField(random: &random))
-        case 2: return .message(mangledNested(message, signer: signer))
-        default: return .bytes(garbled(message.encode()))
-        }
-    }
-
-    func flipBit(_ signature: Signature) -> Signature { Forgery.flipBit(signature, random: &random) }
-
-    func mangledNested(_ message: Message, signer: ReplicaSigner) -> Message {
-        Forgery.mangledNested(message, signer: signer, random: &random)
-    }
-
-    func garbled(_ bytes: [UInt8]) -> [UInt8] { Forgery.garbled(bytes, random: &random) }
-
-    // MARK: lying-viewchange
-
-    func lie(about viewChange: ViewChange, signer: ReplicaSigner) -> ViewChange {
-        var prepared = viewChange.prepared
-        var stable = viewChange.stableSequence
-        var proof = viewChange.checkpointProof
-        switch random.int(below: 5) {
-        case 0:
-            prepared = []
-        case 1:
-            if !prepared.isEmpty { prepared.remove(at: random.int(below: prepared.count)) }
-        case 2:
-            prepared = prepared.map { repeatedSignerCertificate($0, signer: signer) }
-            if prepared.isEmpty { prepared = [forgedCertificate(view: viewChange.newView, stable: stable, signer: signer)] }
-        case 3:
-            prepared.append(forgedCertificate(view: viewChange.newView, stable: stable, signer: signer))
-        default:
-            stable = SequenceNumber(stable.value + config.parameters.checkpointInterval)
-            let forged = Checkpoint(sequence: stable, stateDigest: randomDigest(), replica: signer.replica).signed(by: signer)
-            proof = Array(repeating: forged, count: config.quorum)
-            prepared = prepared.filter { $0.sequence > stable }
-        }
-        return ViewChange(newView: viewChange.newView, stableSequence: stable, checkpointProof: proof, prepared: prepared, replica: signer.replica).signed(by: signer)
-    }
-
-    /// The certificate's pre-prepare with this replica's own PREPARE repeated q - 1 times.
-    func repeatedSignerCertificate(_ certificate: PreparedCertificate, signer: ReplicaSigner) -> PreparedCertificate {
-        let own = Vote(kind: .prepare, view: certificate.view, sequence: certificate.sequence, digest: certificate.digest, replica: signer.replica).signed(by: signer)
-        return PreparedCertificate(prePrepare: certificate.prePrepare, prepares: Array(repeating: own, count: config.preparesForCertificate))
-    }
-
-    /// A "prepared" certificate for a batch nobody proposed: the pre-prepare and every prepare
-    /// signed by this replica alone.
-    func forgedCertificate(view newView: View, stable: SequenceNumber, signer: ReplicaSigner) -> PreparedCertificate {
-        let view = View(newView.value == 0 ? 0 : newView.value - 1)
-        let sequence = stable.next
-        let prePrepare = PrePrepare(view: view, sequence: sequence, primary: signer.replica, batch: [forgedRequest()]).signed(by: signer)
-        let own = Vote(kind: .prepare, view: view, sequence: sequence, digest: prePrepare.digest, replica: signer.replica).signed(by: signer)
-        return PreparedCertificate(prePrepare: prePrepare, prepares: Array(repeating: own, count: config.preparesForCertificate))
-    }
-
-    // MARK: lying-newview
-
-    func lie(about newView: NewView, signer: ReplicaSigner) -> NewView {
-        var viewChanges = newView.viewChanges
-        var prePrepares = newView.prePrepares
-        let nonNull = prePrepares.indices.filter { !prePrepares[$0].batch.isEmpty }
-        switch random.int(below: 5) {
-        case 0 where !prePrepares.isEmpty:
-            prePrepares.remove(at: nonNull.last ?? random.int(below: prePrepares.count))
-        case 1 where !nonNull.isEmpty:
-            let index = nonNull[random.int(below: nonNull.count)]
-            prePrepares[index] = reproposed(prePrepares[index], batch: [], signer: signer)
-        case 2 where !prePrepares.isEmpty:
-            let index = random.int(below: prePrepares.count)
-            prePrepares[index] = reproposed(prePrepares[index], batch: [forgedRequest()], signer: signer)
-        case 3 where !viewChanges.isEmpty:
-            viewChanges.removeLast()
-        default:
-            let sequence = prePrepares.last?.sequence.next ?? (viewChanges.map(\.stableSequence).max() ?? .genesis).next
-            prePrepares.append(PrePrepare(view: newView.view, sequence: sequence, primary: signer.replica, batch: [forgedRequest()]).signed(by: signer))
-        }
-        return NewView(view: newView.view, viewChanges: viewChanges, prePrepares: prePrepares, primary: signer.replica).signed(by: signer)
-    }
-
-    func reproposed(_ prePrepare: PrePrepare, batch: [Request], signer: ReplicaSigner) -> PrePrepare {
-        PrePrepare(view: prePrepare.view, sequence: prePrepare.sequence, primary: signer.replica, batch: batch).signed(by: signer)
-    }
-
     // MARK: - Every tick
 
-    /// Unprompted misbehaviour of `replica` at `now`: replays, view-change storms, and the
-    /// colluders' scheduled votes. `coreView` is the view its honest core is in.
+    /// Unprompted misbehaviour of `replica` at `now`: its `ReplicaAdversary`'s (replays, storms,
+    /// re-sent votes), or the targeted colluders' drive to a view with a colluding primary.
+    /// `coreView` is the view its honest core is in.
     func tick(replica: ReplicaID, coreView: View, now: UInt64) -> [AdversarySend] {
-        guard let strategy = strategies[replica], let signer = signers[replica] else { return [] }
-        switch strategy {
-        case .replay: return replayOld(from: replica)
-        case .lyingViewChange: return storm(from: signer, coreView: coreView)
-        case .splitVote, .equivocatingNewView, .equivocatingViewChange:
+        guard let strategy = strategies[replica] else { return [] }
+        if strategy.isTargeted {
             guard conspiracy?.members.first == replica else { return [] }
             return driveToColludingPrimary(coreView: coreView, now: now)
-        default: return []
         }
+        guard let adversary = replicaAdversaries[replica] else { return [] }
+        return adversary.tick(coreView: coreView).map { sent(from: replica, $0) }
     }
 
     /// The colluders' votes scheduled for `now` (sent again so that votes lost or early still count).
@@ -379,41 +296,5 @@ final class Adversary {
         let splitResends = scheduledSplitResends(now: now)
         guard let slots = scheduledVotes.removeValue(forKey: now) else { return splitResends }
         return slots.flatMap { conspiracyVotes($0, only: nil) } + splitResends
-    }
-
-    /// Remembers a message a Byzantine replica saw or sent, for replaying later.
-    func remember(_ message: Message, at replica: ReplicaID) {
-        if case .viewChange(let viewChange) = message, strategies[replica]?.isTargeted == true { rememberSeen(viewChange) }
-        guard strategies[replica] == .replay else { return }
-        var history = histories[replica] ?? []
-        let next = historyNext[replica] ?? 0
-        if history.count < Adversary.historyCountMax {
-            history.append(message)
-        } else {
-            history[next % Adversary.historyCountMax] = message
-        }
-        histories[replica] = history
-        historyNext[replica] = (next + 1) % Adversary.historyCountMax
-    }
-
-    func replayOld(from replica: ReplicaID) -> [AdversarySend] {
-        guard random.chance(percent: 25), let history = histories[replica], let old = random.element(of: history),
-              let target = random.element(of: others(than: replica)) else { return [] }
-        count("replay.sent")
-        return [AdversarySend(from: replica, payload: .message(old), to: target)]
-    }
-
-    /// A VIEW-CHANGE for a view ever higher than the last one, every so often.
-    func storm(from signer: ReplicaSigner, coreView: View) -> [AdversarySend] {
-        guard random.chance(percent: 4) else { return [] }
-        let previous = max(stormViews[signer.replica] ?? coreView, coreView)
-        let target = View(previous.value + UInt64(random.int(in: 1...3)))
-        stormViews[signer.replica] = target
-        count("lying-viewchange.storm")
-        let base = lastViewChanges[signer.replica]
-        let viewChange = ViewChange(
-            newView: target, stableSequence: base?.stableSequence ?? .genesis, checkpointProof: base?.checkpointProof ?? [],
-            prepared: base?.prepared ?? [], replica: signer.replica).signed(by: signer)
-        return plain(.viewChange(viewChange), from: signer.replica, to: others(than: signer.replica))
     }
 }

@@ -12,7 +12,11 @@ public final class Simulation<Core: SimulatedReplica> {
     public enum Phase: Sendable { case safety, liveness, finished }
 
     /// Random streams, one per subsystem.
-    enum Stream: UInt64 { case setup = 1, network, faults, clients, adversary, codec }
+    enum Stream: UInt64 {
+        case setup = 1, network, faults, clients, adversary, codec
+        /// Byzantine replica r's `ReplicaAdversary` draws from stream `replicaAdversaries + r`.
+        case replicaAdversaries = 0x100
+    }
 
     public let options: SimulationOptions
     public let config: ClusterConfig
@@ -75,6 +79,7 @@ public final class Simulation<Core: SimulatedReplica> {
         adversary = Adversary(
             config: config, signers: Dictionary(uniqueKeysWithValues: strategies.keys.map { ($0, signers[Int($0.value)]) }),
             strategies: strategies, forger: forger, random: SimRandom(seed: options.seed, stream: Stream.adversary.rawValue),
+            stream: { SimRandom(seed: options.seed, stream: Stream.replicaAdversaries.rawValue + UInt64($0.value)) },
             censoredClient: victim)
         buildNodes(signers: signers, strategies: strategies)
         buildClients(cluster: cluster)
@@ -601,7 +606,6 @@ public final class Simulation<Core: SimulatedReplica> {
                 return
             }
             stats.deliveredCount += 1
-            if !node.isHonest { adversary.remember(message, at: node.replica) }
             trace.record(tick: tick, event: .message, node: node.index, bytes: [message.tag.rawValue, UInt8(truncatingIfNeeded: sender.value)] + message.signature.bytes)
             handle(.message(message, from: sender), at: node)
         }

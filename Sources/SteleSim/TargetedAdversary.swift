@@ -226,21 +226,4 @@ extension Adversary {
             seenViewChanges[oldest] = nil
         }
     }
-
-    // MARK: censor
-
-    /// PBFT §4.2 leaves the primary free to choose batches; §4.5.2's request timer is what must
-    /// catch one that never orders a client's requests. A `censor` lets no REQUEST of the
-    /// victim (direct or forwarded) reach its core, so its batches never hold one.
-    func admits(_ event: Event, at replica: ReplicaID) -> Bool {
-        guard strategies[replica] == .censor, let victim = censoredClient else { return true }
-        switch event {
-        case .clientRequest(let request), .message(.request(let request), _):
-            guard request.client == victim else { return true }
-            count("censor.dropped")
-            return false
-        default:
-            return true
-        }
-    }
 }
