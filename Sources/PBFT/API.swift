@@ -59,19 +59,24 @@ public enum Action: Sendable, Equatable {
     case serveState(StateRequest)
 }
 
-// The replica itself (Replica.swift) has this shape:
-//
-//     public struct Replica: Sendable {
-//         public init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState? = nil)
-//         public mutating func handle(_ event: Event) -> [Action]
-//         public var id: ReplicaID { get }
-//         public var view: View { get }
-//         public var primary: ReplicaID { get }
-//         public var isInViewChange: Bool { get }
-//         public var lastExecuted: SequenceNumber { get }
-//         public var stableCheckpoint: SequenceNumber { get }
-//         public var ledgerHead: LedgerHead { get }
-//     }
+/// The core's contract as a compiled protocol: what its shells drive. `Replica` is the core;
+/// the simulator (SteleSim) is generic over this protocol so that its tests can also drive
+/// deliberately broken cores, and SteleNode drives `Replica` through the same calls.
+public protocol ConsensusCore {
+    init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?)
+    /// Handles one event and returns what the shell must do, under the ordering contract above.
+    mutating func handle(_ event: Event) -> [Action]
+    var id: ReplicaID { get }
+    var view: View { get }
+    var isInViewChange: Bool { get }
+    var lastExecuted: SequenceNumber { get }
+    var stableCheckpoint: SequenceNumber { get }
+    /// The structural invariants of the core's state that do not hold (empty when all hold).
+    /// The simulator checks after every event; SteleNode in debug builds.
+    func checkInvariants() -> [CoreInvariantViolation]
+}
+
+extension Replica: ConsensusCore {}
 
 /// What the core needs to remember across a crash so that it never signs a message that
 /// conflicts with one it signed before. Records are appended to a write-ahead log; on

@@ -4,7 +4,7 @@ import SteleCore
 /// One simulated replica process: its consensus core (nil while crashed) and what its shell
 /// keeps durably — the write-ahead log of PersistRecords and the committed ledger with its
 /// stable checkpoint certificates. A twin is two nodes for one replica id.
-public final class SimNode<Core: SimulatedReplica> {
+public final class SimNode<Core: ConsensusCore> {
     public let index: Int
     public let replica: ReplicaID
     /// 0, or 1 for the second copy of a twin.

@@ -8,7 +8,7 @@ import SteleCrypto
 ///
 /// The shells here are thin: they perform the core's actions in order (persist before send),
 /// verify every incoming signature before the core sees a message, and add no protocol logic.
-public final class Simulation<Core: SimulatedReplica> {
+public final class Simulation<Core: ConsensusCore> {
     public enum Phase: Sendable { case safety, liveness, finished }
 
     /// Random streams, one per subsystem.
@@ -44,6 +44,8 @@ public final class Simulation<Core: SimulatedReplica> {
     var reportedEquivocators = Set<ReplicaID>()
     /// The tick the faults healed (the liveness phase's start).
     var healTick: UInt64 = 0
+    /// "node-index code" of each core invariant already reported.
+    var reportedCoreInvariants: Set<String> = []
     /// The client whose turn it is to submit the sustained load's next request.
     var loadTurn = 0
     /// Requests accepted later than `latencyBoundTicks` after submission (or healing).
@@ -421,6 +423,7 @@ public final class Simulation<Core: SimulatedReplica> {
         guard node.isUp else { return }
         if !node.isHonest, !adversary.admits(event, at: node.replica) { return }
         let actions = node.core!.handle(event)
+        checkCoreInvariants(at: node)
         switch crashPoint(for: node, actions: actions) {
         case nil:
             for action in actions { perform(action, at: node) }
@@ -432,6 +435,18 @@ public final class Simulation<Core: SimulatedReplica> {
             for action in actions where Simulation.isDurable(action) { perform(action, at: node) }
             for action in actions.filter({ !Simulation.isDurable($0) }).prefix(sendsDone) { perform(action, at: node) }
             crash(node)
+        }
+    }
+
+    /// The core's structural invariants after every event, each broken rule reported once per
+    /// replica (a bug in the core, whoever sent the message).
+    func checkCoreInvariants(at node: SimNode<Core>) {
+        let broken = node.core!.checkInvariants()
+        guard !broken.isEmpty else { return }
+        for violation in broken where reportedCoreInvariants.insert("\(node.index) \(violation.code)").inserted {
+            violations.append(InvariantViolation(
+                .coreInvariant, replicas: [node.replica], height: violation.sequence,
+                detail: "tick \(tick): \(violation)"))
         }
     }
 

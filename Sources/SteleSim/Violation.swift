@@ -27,6 +27,9 @@ public struct InvariantViolation: Error, Hashable, Sendable, CustomStringConvert
         case wrongResult = "wrong-result"
         /// A message an honest replica produced did not survive encode/decode unchanged.
         case codec
+        /// A replica's core broke one of its own structural invariants
+        /// (`ConsensusCore.checkInvariants()`, checked after every event).
+        case coreInvariant = "core-invariant"
         /// A submitted request was not accepted within the liveness phase.
         case liveness
         /// After healing, a request was accepted later than the latency bound B (a few

@@ -78,3 +78,16 @@ extension HarnessTests {
         #expect(violation.replicas == [0], "only the primary proposes in the normal-case core")
     }
 }
+
+extension HarnessTests {
+    /// The simulator asks the core for its structural invariants after every event: a core
+    /// that breaks one is reported, once per replica, as `core-invariant`, a safety violation.
+    @Test func aCoreThatBreaksItsOwnInvariantIsReportedOncePerReplica() {
+        let report = Simulation<UntidyCore>(options: HarnessTests.calm(seed: 3)).run()
+        let broken = report.violations.filter { $0.code == .coreInvariant }
+        #expect(Set(broken.flatMap(\.replicas)).count == 4, "\(broken)")
+        #expect(broken.count == 4, "one report per replica, not one per event")
+        #expect(broken.allSatisfy { $0.isSafety && $0.detail.contains("committed-at-or-below-executed") })
+        #expect(Simulation<NormalCaseCore>(options: HarnessTests.calm(seed: 3)).run().violations == [])
+    }
+}

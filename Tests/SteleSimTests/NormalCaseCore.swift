@@ -4,7 +4,7 @@ import SteleSim
 
 /// A deliberately small PBFT core for testing the simulator itself: the normal case only
 /// (view 0, no view change, no checkpoints, no state transfer), one request per batch.
-struct NormalCaseCore: SimulatedReplica {
+struct NormalCaseCore: ConsensusCore {
     let config: ClusterConfig
     let signer: ReplicaSigner
     var prePrepares: [SequenceNumber: PrePrepare] = [:]
@@ -38,6 +38,8 @@ struct NormalCaseCore: SimulatedReplica {
     var isInViewChange: Bool { false }
     var lastExecuted: SequenceNumber { head.height }
     var stableCheckpoint: SequenceNumber { .genesis }
+    /// No watermark window, view changes or timers: nothing structural can break.
+    func checkInvariants() -> [CoreInvariantViolation] { [] }
     var isPrimary: Bool { config.primary(of: 0) == id }
 
     mutating func handle(_ event: Event) -> [Action] {
@@ -112,7 +114,7 @@ struct NormalCaseCore: SimulatedReplica {
 
 /// The normal-case core with a crash bug: it ignores its write-ahead log on restart, so it
 /// forgets the pre-prepares and votes it signed — the simulator must catch it re-signing.
-struct AmnesiacCore: SimulatedReplica {
+struct AmnesiacCore: ConsensusCore {
     var inner: NormalCaseCore
 
     init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
@@ -126,4 +128,26 @@ struct AmnesiacCore: SimulatedReplica {
     var isInViewChange: Bool { inner.isInViewChange }
     var lastExecuted: SequenceNumber { inner.lastExecuted }
     var stableCheckpoint: SequenceNumber { inner.stableCheckpoint }
+    func checkInvariants() -> [CoreInvariantViolation] { inner.checkInvariants() }
+}
+
+/// The normal-case core with a structural bug: once it has executed a block it reports its
+/// committed table out of step, as a core that forgot to drop an executed batch would.
+struct UntidyCore: ConsensusCore {
+    var inner: NormalCaseCore
+
+    init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
+        inner = NormalCaseCore(config: config, signer: signer, recovery: recovery)
+    }
+
+    mutating func handle(_ event: Event) -> [Action] { inner.handle(event) }
+    var id: ReplicaID { inner.id }
+    var view: View { inner.view }
+    var isInViewChange: Bool { inner.isInViewChange }
+    var lastExecuted: SequenceNumber { inner.lastExecuted }
+    var stableCheckpoint: SequenceNumber { inner.stableCheckpoint }
+    func checkInvariants() -> [CoreInvariantViolation] {
+        guard lastExecuted > .genesis else { return [] }
+        return [CoreInvariantViolation(.committedAtOrBelowExecuted, sequence: lastExecuted, detail: "kept after executing")]
+    }
 }
