@@ -85,7 +85,7 @@ import Testing
     /// (the oldest pending), so a primary that orders everyone's requests but one victim's is
     /// replaced within the bound. With the old timer, restarted whenever anything executed,
     /// both seeds failed the latency bound: the censor was never replaced while others' requests
-    /// flowed.
+    /// flowed. Scripted: PBFTTests' RequestTimerTests.
     @Test func aCensoringPrimaryIsReplacedWithinTheBound() async {
         await offCooperativePool {
             var failures = [String]()
