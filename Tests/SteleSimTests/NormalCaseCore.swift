@@ -112,16 +112,13 @@ struct NormalCaseCore: ConsensusCore {
     }
 }
 
-/// The normal-case core with a crash bug: it ignores its write-ahead log on restart, so it
-/// forgets the pre-prepares and votes it signed — the simulator must catch it re-signing.
-struct AmnesiacCore: ConsensusCore {
-    var inner: NormalCaseCore
+/// A test core that is the normal-case core with one thing changed: everything it does not
+/// override goes to `inner`.
+protocol NormalCaseVariant: ConsensusCore {
+    var inner: NormalCaseCore { get set }
+}
 
-    init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
-        let forgotten = recovery.map { RecoveryState(ledgerHead: $0.ledgerHead, records: []) }
-        inner = NormalCaseCore(config: config, signer: signer, recovery: forgotten)
-    }
-
+extension NormalCaseVariant {
     mutating func handle(_ event: Event) -> [Action] { inner.handle(event) }
     var id: ReplicaID { inner.id }
     var view: View { inner.view }
@@ -131,21 +128,26 @@ struct AmnesiacCore: ConsensusCore {
     func checkInvariants() -> [CoreInvariantViolation] { inner.checkInvariants() }
 }
 
+/// The normal-case core with a crash bug: it ignores its write-ahead log on restart, so it
+/// forgets the pre-prepares and votes it signed — the simulator must catch it re-signing.
+struct AmnesiacCore: NormalCaseVariant {
+    var inner: NormalCaseCore
+
+    init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
+        let forgotten = recovery.map { RecoveryState(ledgerHead: $0.ledgerHead, records: []) }
+        inner = NormalCaseCore(config: config, signer: signer, recovery: forgotten)
+    }
+}
+
 /// The normal-case core with a structural bug: once it has executed a block it reports its
 /// committed table out of step, as a core that forgot to drop an executed batch would.
-struct UntidyCore: ConsensusCore {
+struct UntidyCore: NormalCaseVariant {
     var inner: NormalCaseCore
 
     init(config: ClusterConfig, signer: ReplicaSigner, recovery: RecoveryState?) {
         inner = NormalCaseCore(config: config, signer: signer, recovery: recovery)
     }
 
-    mutating func handle(_ event: Event) -> [Action] { inner.handle(event) }
-    var id: ReplicaID { inner.id }
-    var view: View { inner.view }
-    var isInViewChange: Bool { inner.isInViewChange }
-    var lastExecuted: SequenceNumber { inner.lastExecuted }
-    var stableCheckpoint: SequenceNumber { inner.stableCheckpoint }
     func checkInvariants() -> [CoreInvariantViolation] {
         guard lastExecuted > .genesis else { return [] }
         return [CoreInvariantViolation(.committedAtOrBelowExecuted, sequence: lastExecuted, detail: "kept after executing")]
