@@ -8,7 +8,8 @@ import PackageDescription
 //   SteleLedger <- SteleAudit
 //   {PBFT, SteleLedger, SteleAdversary} <- SteleSim            (the deterministic simulator)
 //   {PBFT, SteleLedger, SteleAdversary} <- SteleNode + NIO     (the runtime: `stele replica`)
-//   {SteleNode, SteleAudit} <- SteleHarness    (drives and attacks a cluster: processes, chaos, floods)
+//   {SteleNode, SteleAudit} <- SteleHarness    (drives and attacks a cluster: the one replica-process
+//                                               launcher, chaos, floods)
 //   SteleHarness <- stele;  SteleSim <- stele-sim;  SteleAudit <- stele-check
 //   SteleCore <- SteleTestSupport   (tests only: scratch directories, bounded polling, fixed-key configs)
 //
@@ -125,7 +126,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness", "SteleCore", "SteleCrypto"]),
+        .testTarget(
+            name: "SteleHarnessTests",
+            dependencies: ["SteleHarness", "SteleNode", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
         .testTarget(name: "SteleCommandTests", dependencies: ["stele", "SteleNode", "SteleCore"]),
     ]
 )

@@ -149,28 +149,23 @@ struct Bench: AsyncParsableCommand {
         let cores = ProcessInfo.processInfo.activeProcessorCount
 
         let root = dir ?? FileManager.default.temporaryDirectory.appendingPathComponent("stele-bench-\(UUID().uuidString.prefix(8))").path
-        let ports = try LocalPorts.free(4)
         var parameters = ProtocolParameters()
         if let pipelineDepth { parameters.pipelineDepthMax = pipelineDepth }
         if let batchSize { parameters.batchSizeMax = batchSize }
-        try ClusterDirectory.initialize(root: root, replicas: 4, f: nil, host: "127.0.0.1", basePort: 20000, parameters: parameters, force: true)
+        let config = try ClusterDirectory.initializeOnFreePorts(root: root, replicas: 4, parameters: parameters, force: true)
         let directory = ClusterDirectory(root)
-        let initial = try directory.loadConfig()
-        let config = try ClusterConfig(
-            cluster: initial.cluster, f: initial.f,
-            replicas: initial.replicas.enumerated().map { ReplicaEndpoint(id: $1.id, host: "127.0.0.1", port: UInt16(ports[$0]), publicKey: $1.publicKey) },
-            parameters: initial.parameters)
-        try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath))
         _ = FileManager.default.createFile(atPath: "\(root)/replicas.log", contents: nil)
-        let log = try FileHandle(forWritingTo: URL(fileURLWithPath: "\(root)/replicas.log"))
-        let supervisor = Supervisor(directory: directory, executable: replicaExecutable ?? currentExecutablePath(), logLevel: "warning", output: log)
-        let stopper = installStopHandler(supervisor)
+        var settings = ReplicaLauncher.Settings(executable: replicaExecutable ?? currentExecutablePath(), directory: directory)
+        settings.logLevel = "warning"
+        settings.output = .prefixed(try FileHandle(forWritingTo: URL(fileURLWithPath: "\(root)/replicas.log")))
+        let supervisor = ReplicaLauncher(settings: settings)
+        let stopper = supervisor.stopAllAndExitOnSignal()
         defer {
-            stopper.forEach { $0.cancel() }
+            stopper.cancel()
             supervisor.stopAll()
             if dir == nil { try? FileManager.default.removeItem(atPath: root) }
         }
-        for id in config.replicaIDs { try supervisor.start(id) }
+        try supervisor.start(config.replicaIDs)
         say("cluster started in \(root); driving it with \(clients) clients × \(outstanding) outstanding, \(payload)-byte payloads")
 
         let pids = supervisor.pids
@@ -365,20 +360,6 @@ struct Bench: AsyncParsableCommand {
         }
         let nonEmpty = max(blocks, 1)
         return (Double(transactions) / Double(nonEmpty), transactions > 0 ? Double(store.byteCount) / Double(transactions) : 0)
-    }
-
-    func installStopHandler(_ supervisor: Supervisor) -> [DispatchSourceSignal] {
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        return [SIGINT, SIGTERM].map { (number: Int32) -> DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                supervisor.stopAll()
-                Foundation.exit(130)
-            }
-            source.resume()
-            return source
-        }
     }
 
     func printHuman(_ report: BenchReport) {
