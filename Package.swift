@@ -8,8 +8,10 @@ import PackageDescription
 //   SteleLedger <- SteleAudit
 //   {PBFT, SteleLedger, SteleAdversary} <- SteleSim            (the deterministic simulator)
 //   {PBFT, SteleLedger, SteleAdversary} <- SteleNode + NIO     (the runtime: `stele replica`)
-//   {SteleNode, SteleAudit} <- SteleHarness    (drives and attacks a cluster: processes, chaos, floods)
-//   SteleHarness <- stele;  SteleSim <- stele-sim;  SteleAudit <- stele-check
+//   {SteleNode, SteleAudit} <- SteleHarness    (drives and attacks a cluster: the one replica-process
+//                                               launcher, chaos, floods)
+//   SteleHarness <- SteleBench                 (`stele bench`'s load loops and report)
+//   {SteleBench, SteleHarness} <- stele;  SteleSim <- stele-sim;  SteleAudit <- stele-check
 //   SteleCore <- SteleTestSupport   (tests only: scratch directories, bounded polling, fixed-key configs)
 //
 // What each target may import is the allowed-imports table in docs/architecture.md, the one
@@ -67,12 +69,22 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // `stele bench`'s load loops, measurements and report, as a library so that their tests
+        // import no executable.
+        .target(
+            name: "SteleBench",
+            dependencies: [
+                "SteleHarness", "SteleNode", "SteleLedger", "SteleCore", "SteleCrypto",
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "stele",
             dependencies: [
-                "SteleHarness", "SteleNode", "SteleAudit", "SteleLedger", "SteleAdversary", "SteleCore", "SteleCrypto",
+                "SteleBench", "SteleHarness", "SteleNode", "SteleAudit", "SteleLedger", "SteleAdversary", "SteleCore",
+                "SteleCrypto",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
-                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -125,7 +137,10 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
-        .testTarget(name: "SteleHarnessTests", dependencies: ["SteleHarness", "SteleCore", "SteleCrypto"]),
-        .testTarget(name: "SteleCommandTests", dependencies: ["stele", "SteleNode", "SteleCore"]),
+        .testTarget(
+            name: "SteleHarnessTests",
+            dependencies: ["SteleHarness", "SteleNode", "SteleCore", "SteleCrypto", "SteleTestSupport"]
+        ),
+        .testTarget(name: "SteleBenchTests", dependencies: ["SteleBench", "SteleHarness", "SteleNode", "SteleCore"]),
     ]
 )

@@ -168,9 +168,9 @@ public final class ChaosRunner {
         summary = ChaosSummary()
         summary.seed = options.seed
         summary.roundsPlanned = options.rounds
-        var settings = ReplicaProcesses.Settings(executable: options.executable, root: options.root)
+        var settings = ScratchCluster.Settings(executable: options.executable, root: options.root)
         settings.tickMilliseconds = options.tickMilliseconds
-        let cluster = try ReplicaProcesses(settings: settings)
+        let cluster = try ScratchCluster(settings: settings)
         summary.directory = cluster.directory.root
         var finished = false
         defer {
@@ -216,7 +216,7 @@ public final class ChaosRunner {
     /// Each round: a crash (SIGKILL and restart, or every `tornWriteEvery`-th round a torn
     /// ledger tail) and a pause (SIGSTOP and SIGCONT), in a seeded order, each of a seeded
     /// victim, one after the other.
-    private func runRounds(cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async {
+    private func runRounds(cluster: ScratchCluster, client: SteleClient, load: ChaosLoad) async {
         for round in 1...max(1, options.rounds) where options.rounds > 0 {
             let crash: ChaosFault = options.tornWriteEvery > 0 && round % options.tornWriteEvery == 0 ? .tornWrite : .kill
             let faults: [ChaosFault] = generator.next() % 2 == 0 ? [crash, .pause] : [.pause, crash]
@@ -249,7 +249,7 @@ public final class ChaosRunner {
         var catchUp: Duration = .zero
     }
 
-    private func runFault(_ fault: ChaosFault, victim: ReplicaID, cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async -> FaultOutcome {
+    private func runFault(_ fault: ChaosFault, victim: ReplicaID, cluster: ScratchCluster, client: SteleClient, load: ChaosLoad) async -> FaultOutcome {
         if let exited = exitedReplicas(cluster) { return FaultOutcome(problems: exited) }
         let acksBefore = load.ackCount
         let acksWanted = options.acksPerFault + Int(generator.next() % UInt64(2 * options.acksPerFault + 1))
@@ -338,7 +338,7 @@ public final class ChaosRunner {
         return []
     }
 
-    private func exitedReplicas(_ cluster: ReplicaProcesses) -> [ChaosViolation]? {
+    private func exitedReplicas(_ cluster: ScratchCluster) -> [ChaosViolation]? {
         let exited = cluster.replicaIDs.filter { !cluster.isRunning($0) }
         guard !exited.isEmpty else { return nil }
         return exited.map { ChaosViolation(.processExited, replica: $0, "exited on its own:\n\(cluster.logTail($0))") }
@@ -349,7 +349,7 @@ public final class ChaosRunner {
     /// Brings every replica to the same height: a replica that was behind catches up by state
     /// transfer at checkpoint granularity, so submit (one at a time) past the next checkpoint
     /// and poll until all four report the same height; a few attempts, each bounded.
-    private func catchUpAll(cluster: ReplicaProcesses, client: SteleClient, load: ChaosLoad) async {
+    private func catchUpAll(cluster: ScratchCluster, client: SteleClient, load: ChaosLoad) async {
         let interval = Int(cluster.config.parameters.checkpointInterval)
         for attempt in 1...6 {
             let equal = await pollUntil(timeout: .seconds(attempt == 1 ? 5 : 20)) {
@@ -369,7 +369,7 @@ public final class ChaosRunner {
     }
 
     /// The four ledger files, read after every replica stopped.
-    private func verify(cluster: ReplicaProcesses, acks: [Acknowledgement]) {
+    private func verify(cluster: ScratchCluster, acks: [Acknowledgement]) {
         var ledgers: [ReplicaID: [CertifiedBlock]] = [:]
         for id in cluster.replicaIDs {
             do {
@@ -408,7 +408,7 @@ public final class ChaosRunner {
     // MARK: Status
 
     /// The status of every replica (or of `only`) that answers within half a second.
-    private func statuses(_ client: SteleClient, _ cluster: ReplicaProcesses, only: [ReplicaID]? = nil) async -> [ReplicaID: ReplicaStatus] {
+    private func statuses(_ client: SteleClient, _ cluster: ScratchCluster, only: [ReplicaID]? = nil) async -> [ReplicaID: ReplicaStatus] {
         await withTaskGroup(of: (ReplicaID, ReplicaStatus?).self) { group in
             for id in only ?? cluster.replicaIDs {
                 group.addTask { (id, await client.status(of: id, timeout: .milliseconds(500))) }

@@ -35,7 +35,7 @@ public enum TornWriteError: Error, CustomStringConvertible {
     }
 }
 
-extension ReplicaProcesses {
+extension ScratchCluster {
     /// Cuts a block record of replica `id`'s ledger at a point strictly inside it (chosen by
     /// `generator`), as a crash in the middle of writing it would, and drops everything after
     /// it. `blocksBelowHead` = 0 cuts the last block; k > 0 cuts the block k below the head,

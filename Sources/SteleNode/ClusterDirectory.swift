@@ -44,12 +44,26 @@ public struct ClusterDirectory: Sendable {
         return try ClusterConfig.load(path: configPath)
     }
 
-    /// Writes a new cluster: config, one key per replica and a client key. Refuses n < 3f+1
-    /// and an existing cluster unless `force`.
+    /// Writes a new cluster: config, one key per replica and a client key; replica i listens on
+    /// `basePort + i`. Refuses n < 3f+1 and an existing cluster unless `force`.
     @discardableResult
     public static func initialize(root: String, replicas: Int, f: Int?, host: String, basePort: Int,
                                   parameters: ProtocolParameters = ProtocolParameters(), force: Bool) throws -> ClusterConfig {
-        let directory = ClusterDirectory(root)
+        guard replicas >= 1, replicas <= ClusterConfig.replicasMax else {
+            throw ClusterDirectoryError("--replicas must be between 1 and \(ClusterConfig.replicasMax)")
+        }
+        guard basePort > 0, basePort + replicas - 1 <= 65535 else {
+            throw ClusterDirectoryError("--base-port \(basePort) leaves no room for \(replicas) ports")
+        }
+        return try initialize(root: root, f: f, host: host, ports: Array(basePort..<(basePort + replicas)),
+                              parameters: parameters, force: force)
+    }
+
+    /// Writes a new cluster of `ports.count` replicas, replica i listening on `ports[i]`.
+    @discardableResult
+    public static func initialize(root: String, f: Int?, host: String, ports: [Int],
+                                  parameters: ProtocolParameters = ProtocolParameters(), force: Bool) throws -> ClusterConfig {
+        let replicas = ports.count
         let faults = f ?? max(0, (replicas - 1) / 3)
         guard replicas >= 1, replicas <= ClusterConfig.replicasMax else {
             throw ClusterDirectoryError("--replicas must be between 1 and \(ClusterConfig.replicasMax)")
@@ -57,33 +71,41 @@ public struct ClusterDirectory: Sendable {
         guard replicas >= 3 * faults + 1 else {
             throw ConfigError(.tooFewReplicas(n: replicas, f: faults), source: "--replicas \(replicas)")
         }
-        guard basePort > 0, basePort + replicas - 1 <= 65535 else {
-            throw ClusterDirectoryError("--base-port \(basePort) leaves no room for \(replicas) ports")
+        guard ports.allSatisfy({ (1...65535).contains($0) }) else {
+            throw ClusterDirectoryError("ports must be 1 ... 65535: \(ports)")
         }
-        let fileManager = FileManager.default
-        if fileManager.fileExists(atPath: directory.configPath) {
-            guard force else {
-                throw ClusterDirectoryError("\(directory.configPath) already exists; pass --force to replace the cluster (its keys and ledgers are deleted)")
-            }
-            for path in [directory.keysDirectory, directory.ledgersDirectory, directory.stateDirectory, directory.runDirectory] {
-                try? fileManager.removeItem(atPath: path)
-            }
-        }
-        for path in [directory.root, directory.ledgersDirectory, directory.stateDirectory, directory.runDirectory] {
-            try fileManager.createDirectory(atPath: path, withIntermediateDirectories: true)
-        }
-        try fileManager.createDirectory(atPath: directory.keysDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let directory = ClusterDirectory(root)
+        try directory.prepare(force: force)
         var endpoints: [ReplicaEndpoint] = []
-        for index in 0..<replicas {
+        for (index, port) in ports.enumerated() {
             let id = ReplicaID(UInt16(index))
             let keyPair = KeyPair.generate()
             try KeyFile.write(keyPair, to: directory.keyPath(id), overwrite: true)
-            endpoints.append(ReplicaEndpoint(id: id, host: host, port: UInt16(basePort + index), publicKey: keyPair.publicKey))
+            endpoints.append(ReplicaEndpoint(id: id, host: host, port: UInt16(port), publicKey: keyPair.publicKey))
         }
         try KeyFile.write(KeyPair.generate(), to: directory.clientKeyPath, overwrite: true)
         let config = try ClusterConfig(cluster: .random(), f: faults, replicas: endpoints, parameters: parameters)
         try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
         return config
+    }
+
+    /// Creates the directories of a new cluster; with `force`, first deletes those of an
+    /// existing one (its keys, ledgers and state).
+    private func prepare(force: Bool) throws {
+        let fileManager = FileManager.default
+        if fileManager.fileExists(atPath: configPath) {
+            guard force else {
+                throw ClusterDirectoryError("\(configPath) already exists; pass --force to replace the cluster (its keys and ledgers are deleted)")
+            }
+            for path in [keysDirectory, ledgersDirectory, stateDirectory, runDirectory] {
+                try? fileManager.removeItem(atPath: path)
+            }
+        }
+        for path in [root, ledgersDirectory, stateDirectory, runDirectory] {
+            try fileManager.createDirectory(atPath: path, withIntermediateDirectories: true)
+        }
+        try fileManager.createDirectory(atPath: keysDirectory, withIntermediateDirectories: true,
+                                        attributes: [.posixPermissions: 0o700])
     }
 
     /// Opens replica `id`'s ledger, creating it with the cluster's genesis if it is new.

@@ -3,6 +3,7 @@ import Foundation
 import SteleAdversary
 import SteleCore
 import SteleCrypto
+import SteleHarness
 import SteleNode
 
 struct ClusterInit: ParsableCommand {
@@ -66,19 +67,19 @@ struct ClusterStart: AsyncParsableCommand {
             print("stele: warning: \(byzantine.count) Byzantine replicas is more than f = \(config.f); the cluster promises nothing then")
         }
         try FileManager.default.createDirectory(atPath: directory.runDirectory, withIntermediateDirectories: true)
-        var perReplica: [ReplicaID: [String]] = [:]
+        var settings = ReplicaLauncher.Settings(executable: currentExecutablePath(), directory: directory)
+        settings.logLevel = logLevel
+        settings.writesPidFiles = true
         for assignment in byzantine {
-            perReplica[assignment.replica] = ["--byzantine", assignment.mode.rawValue, "--allow-byzantine"]
+            settings.perReplica[assignment.replica] = .byzantine(assignment.mode.rawValue)
             print("stele: WARNING: replica \(assignment.replica.value) runs in Byzantine mode \(assignment.mode)")
         }
-        let supervisor = Supervisor(directory: directory, executable: currentExecutablePath(), logLevel: logLevel, perReplicaArguments: perReplica)
+        let launcher = ReplicaLauncher(settings: settings)
         try "\(getpid())\n".write(toFile: directory.supervisorPidPath, atomically: true, encoding: .utf8)
-        for replica in config.replicaIDs {
-            do { try supervisor.start(replica) } catch { supervisor.stopAll(); fail("cannot start replica \(replica.value): \(error)") }
-        }
+        do { try launcher.start(config.replicaIDs) } catch { fail("\(error)") }
         print("stele: started \(config.n) replicas; Ctrl-C stops them")
-        await supervisor.waitForStopSignal()
-        supervisor.stopAll()
+        await launcher.waitForStopSignal()
+        launcher.stopAll()
         try? FileManager.default.removeItem(atPath: directory.supervisorPidPath)
         print("stele: cluster stopped")
     }

@@ -130,8 +130,6 @@ struct ReplicaCommand: AsyncParsableCommand {
         if let pidPath { try? "\(getpid())\n".write(toFile: pidPath, atomically: true, encoding: .utf8) }
         defer { if let pidPath { try? FileManager.default.removeItem(atPath: pidPath) } }
 
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
         let metricsPort = self.metricsPort
         let runTask = Task {
             try await withThrowingDiscardingTaskGroup { group in
@@ -141,16 +139,12 @@ struct ReplicaCommand: AsyncParsableCommand {
                 group.addTask { try await node.run() }
             }
         }
-        let sources = [SIGINT, SIGTERM].map { number -> DispatchSourceSignal in
-            let source = DispatchSource.makeSignalSource(signal: number, queue: .global())
-            source.setEventHandler {
-                logger.info("stopping on signal \(number)")
-                runTask.cancel()
-            }
-            source.resume()
-            return source
+        let stopLogger = logger
+        let signals = StopSignals { number in
+            stopLogger.info("stopping on signal \(number)")
+            runTask.cancel()
         }
-        defer { sources.forEach { $0.cancel() } }
+        defer { signals.cancel() }
         do {
             try await runTask.value
         } catch is CancellationError {

@@ -68,7 +68,7 @@ struct ByzantineEndToEndTests {
         for chain in honestHeads {
             #expect(Array(chain.prefix(shortest)) == Array(honestHeads[0].prefix(shortest)), "honest ledgers agree")
         }
-        let allRunning = honest.allSatisfy { cluster.processes[$0]?.isRunning == true }
+        let allRunning = honest.allSatisfy { cluster.isRunning($0) }
         #expect(allRunning, "every honest replica is still running")
     }
 

@@ -123,7 +123,7 @@ struct EndToEndTests {
         let acks = try await cluster.withClient { try await submit($0, 10, prefix: "after-attacks") }
         #expect(acks.count == 10)
         try await expectAcknowledgedExactlyOnce(acks, cluster: cluster, live: cluster.config.replicaIDs)
-        let allRunning = cluster.processes.values.allSatisfy { $0.isRunning }
+        let allRunning = cluster.processes.started.allSatisfy(cluster.isRunning)
         #expect(allRunning, "every replica is still running")
     }
 

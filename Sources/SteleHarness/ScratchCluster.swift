@@ -34,14 +34,28 @@ func pollUntil(
     return try await condition()
 }
 
-/// A cluster of real `stele replica` processes on 127.0.0.1 with ephemeral ports, in one
-/// scratch directory. It starts, SIGKILLs, SIGSTOPs and SIGCONTs replicas by PID, and
-/// `shutdown()` stops every process it started (call it in a `defer`, also on failure).
-public final class ReplicaProcesses: Sendable {
+extension ClusterDirectory {
+    /// The one set-up of a local cluster for the harness, the bench and the tests: `cluster init`
+    /// in `root` with `replicas` replicas on 127.0.0.1, each on a port free now (bound to port 0
+    /// and released, so another program could still race for it).
+    @discardableResult
+    public static func initializeOnFreePorts(root: String, replicas: Int, parameters: ProtocolParameters,
+                                             force: Bool) throws -> ClusterConfig {
+        try initialize(root: root, f: nil, host: "127.0.0.1", ports: try LocalPorts.free(replicas),
+                       parameters: parameters, force: force)
+    }
+}
+
+/// A cluster of real `stele replica` processes on 127.0.0.1 with free ports, in a new scratch
+/// directory, started through a `ReplicaLauncher` with each replica's output appended to
+/// `logPath(id)`; with the reads `stele chaos` and the end-to-end tests make of its logs and
+/// ledgers. `shutdown(keepDirectory:)` stops every process it started (call it in a `defer`,
+/// also on failure).
+public final class ScratchCluster: Sendable {
     public struct Settings: Sendable {
         /// The `stele` executable that runs `stele replica`.
         public var executable: String
-        /// The scratch directory (created; must not hold a cluster yet).
+        /// The scratch directory (created; must not hold anything yet).
         public var root: String
         public var replicas = 4
         public var tickMilliseconds = 20
@@ -52,6 +66,9 @@ public final class ReplicaProcesses: Sendable {
             parameters.watermarkWindow = 32
             return parameters
         }()
+        /// For every replica, then for some (`--byzantine MODE`, say).
+        public var common = ReplicaOptions()
+        public var perReplica: [ReplicaID: ReplicaOptions] = [:]
 
         public init(executable: String, root: String) {
             self.executable = executable
@@ -63,108 +80,56 @@ public final class ReplicaProcesses: Sendable {
     public let directory: ClusterDirectory
     public let config: ClusterConfig
     public let clientKey: KeyPair
-    private let processes = Mutex<[ReplicaID: Process]>([:])
-    /// Replicas sent SIGSTOP and not yet SIGCONT.
-    private let paused = Mutex<Set<ReplicaID>>([])
+    public let processes: ReplicaLauncher
 
     public init(settings: Settings) throws {
         self.settings = settings
         // `shutdown` removes the directory: never take over one that holds anything.
         let existing = (try? FileManager.default.contentsOfDirectory(atPath: settings.root)) ?? []
-        guard existing.isEmpty else { throw ClusterDirectoryError("\(settings.root) is not empty; give a new or empty scratch directory") }
-        let ports = try LocalPorts.free(settings.replicas)
-        // `cluster init` numbers ports from a base port; rewrite the config with ephemeral ones.
-        try ClusterDirectory.initialize(root: settings.root, replicas: settings.replicas, f: nil, host: "127.0.0.1",
-                                        basePort: 20000, parameters: settings.parameters, force: false)
-        directory = ClusterDirectory(settings.root)
-        let initial = try directory.loadConfig()
-        let endpoints = initial.replicas.enumerated().map { index, replica in
-            ReplicaEndpoint(id: replica.id, host: "127.0.0.1", port: UInt16(ports[index]), publicKey: replica.publicKey)
+        guard existing.isEmpty else {
+            throw ClusterDirectoryError("\(settings.root) is not empty; give a new or empty scratch directory")
         }
-        config = try ClusterConfig(cluster: initial.cluster, f: initial.f, replicas: endpoints, parameters: settings.parameters)
-        try config.jsonData().write(to: URL(fileURLWithPath: directory.configPath), options: .atomic)
+        config = try ClusterDirectory.initializeOnFreePorts(root: settings.root, replicas: settings.replicas,
+                                                            parameters: settings.parameters, force: false)
+        let directory = ClusterDirectory(settings.root)
+        self.directory = directory
         clientKey = try KeyFile.read(from: directory.clientKeyPath)
+        var launch = ReplicaLauncher.Settings(executable: settings.executable, directory: directory)
+        launch.logLevel = settings.logLevel
+        launch.tickMilliseconds = settings.tickMilliseconds
+        launch.common = settings.common
+        launch.perReplica = settings.perReplica
+        launch.output = .file { id in Self.logPath(id, in: directory) }
+        processes = ReplicaLauncher(settings: launch)
     }
 
     public var replicaIDs: [ReplicaID] { config.replicaIDs }
 
-    public func logPath(_ id: ReplicaID) -> String { "\(directory.root)/replica-\(id.value).log" }
+    // MARK: Processes (the launcher's, by PID)
 
-    public func pid(_ id: ReplicaID) -> Int32? { processes.withLock { $0[id]?.processIdentifier } }
+    public func startAll() throws { try processes.start(replicaIDs) }
+    public func start(_ id: ReplicaID) throws { try processes.start(id) }
+    public func pid(_ id: ReplicaID) -> Int32? { processes.pid(id) }
+    public func isRunning(_ id: ReplicaID) -> Bool { processes.isRunning(id) }
+    public func kill9(_ id: ReplicaID) { processes.kill9(id) }
+    public func signal(_ id: ReplicaID, _ number: Int32) { processes.signal(id, number) }
+    public func pause(_ id: ReplicaID) { processes.signal(id, SIGSTOP) }
+    public func resume(_ id: ReplicaID) { processes.signal(id, SIGCONT) }
+    public func stopAll(grace: Duration = .seconds(10)) { processes.stopAll(grace: grace) }
 
-    public func isRunning(_ id: ReplicaID) -> Bool { processes.withLock { $0[id]?.isRunning ?? false } }
-
-    public func startAll() throws {
-        for id in replicaIDs { try start(id) }
-    }
-
-    /// Starts replica `id`; its output is appended to `logPath(id)` (kept across restarts).
-    public func start(_ id: ReplicaID) throws {
-        precondition(!isRunning(id), "replica \(id.value) is already running")
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: settings.executable)
-        process.arguments = ["replica", "--dir", directory.root, "--id", "\(id.value)",
-                             "--tick-ms", "\(settings.tickMilliseconds)", "--log-level", settings.logLevel]
-        let log = logPath(id)
-        if !FileManager.default.fileExists(atPath: log) { _ = FileManager.default.createFile(atPath: log, contents: nil) }
-        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
-        handle.seekToEndOfFile()
-        process.standardOutput = handle
-        process.standardError = handle
-        process.standardInput = FileHandle.nullDevice
-        try process.run()
-        try? handle.close()
-        processes.withLock { $0[id] = process }
-    }
-
-    /// SIGKILL, then reap it. Continues it first if it was stopped (a stopped process dies on
-    /// SIGKILL too; the SIGCONT only keeps the bookkeeping straight).
-    public func kill9(_ id: ReplicaID) {
-        guard let process = processes.withLock({ $0.removeValue(forKey: id) }) else { return }
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            waitForExit(process)
-        }
-        paused.withLock { _ = $0.remove(id) }
-    }
-
-    public func pause(_ id: ReplicaID) {
-        guard let pid = pid(id), isRunning(id) else { return }
-        kill(pid, SIGSTOP)
-        paused.withLock { _ = $0.insert(id) }
-    }
-
-    public func resume(_ id: ReplicaID) {
-        guard let pid = pid(id) else { return }
-        kill(pid, SIGCONT)
-        paused.withLock { _ = $0.remove(id) }
-    }
-
-    /// Stops every process this cluster started, by PID: SIGCONT (in case it is stopped) and
-    /// SIGTERM, then SIGKILL to any still running after `grace`, and reaps them all.
-    public func stopAll(grace: Duration = .seconds(10)) {
-        let running = processes.withLock { processes -> [ReplicaID: Process] in
-            defer { processes = [:] }
-            return processes
-        }
-        for process in running.values where process.isRunning {
-            kill(process.processIdentifier, SIGCONT)
-            kill(process.processIdentifier, SIGTERM)
-        }
-        let deadline = ContinuousClock.now + grace
-        while ContinuousClock.now < deadline, running.values.contains(where: \.isRunning) { usleep(20_000) }
-        for process in running.values where process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            waitForExit(process)
-        }
-        paused.withLock { $0 = [] }
-    }
-
-    /// `stopAll()`, then removes the scratch directory unless `keepDirectory`.
-    public func shutdown(keepDirectory: Bool) {
-        stopAll()
+    /// `stopAll(grace:)`, then removes the scratch directory unless `keepDirectory`.
+    public func shutdown(keepDirectory: Bool, grace: Duration = .seconds(10)) {
+        stopAll(grace: grace)
         if !keepDirectory { try? FileManager.default.removeItem(atPath: directory.root) }
     }
+
+    // MARK: Logs
+
+    static func logPath(_ id: ReplicaID, in directory: ClusterDirectory) -> String {
+        "\(directory.root)/replica-\(id.value).log"
+    }
+
+    public func logPath(_ id: ReplicaID) -> String { Self.logPath(id, in: directory) }
 
     /// The last `lines` lines of replica `id`'s log.
     public func logTail(_ id: ReplicaID, lines: Int = 20) -> String {
@@ -188,6 +153,11 @@ public final class ReplicaProcesses: Sendable {
     // MARK: Ledger files
 
     public func ledgerPath(_ id: ReplicaID) -> String { directory.ledgerPath(id) }
+
+    /// Replica `id`'s ledger height, read from the file (0 if it cannot be read yet).
+    public func height(_ id: ReplicaID) -> UInt64 {
+        (try? openLedger(id).head.height.value) ?? 0
+    }
 
     /// Opens replica `id`'s ledger read-only (verifying it as `open` does).
     public func openLedger(_ id: ReplicaID) throws -> LedgerStore {
