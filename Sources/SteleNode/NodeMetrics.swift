@@ -14,13 +14,16 @@ struct NodeMetrics: Sendable {
     let height = Gauge(label: "stele_height")
     let requestsDropped = Counter(label: "stele_requests_rejected_total")
     /// Client requests shed before signature verification, by reason.
-    let requestsRateLimited = Counter(label: "stele_requests_shed_total", dimensions: [("reason", "rate")])
-    let requestsDuplicate = Counter(label: "stele_requests_shed_total", dimensions: [("reason", "duplicate")])
-    let requestsBadSignature = Counter(label: "stele_requests_shed_total", dimensions: [("reason", "signature")])
+    let requestsRateLimited = Counter(label: "stele_requests_shed_total",
+                                      dimensions: [("reason", ShedReason.rate.rawValue)])
+    let requestsDuplicate = Counter(label: "stele_requests_shed_total",
+                                    dimensions: [("reason", ShedReason.duplicate.rawValue)])
+    let requestsBadSignature = Counter(label: "stele_requests_shed_total",
+                                       dimensions: [("reason", ShedReason.signature.rawValue)])
     /// Connections closed or refused by a defence (bad signatures, handshake backlog, a newer
     /// connection from the same replica).
     let connectionsShed = Counter(label: "stele_connections_shed_total")
-    /// Messages not sent because they would not fit one frame (ReplicaNode.fitsOneFrame).
+    /// Messages not sent because they would not fit one frame (PeerLinks.fitsOneFrame).
     let framesOversize = Counter(label: "stele_frames_oversize_dropped_total")
     /// From a client request's arrival at this replica to its reply.
     let requestLatency = Metrics.Timer(label: "stele_request_latency_seconds")

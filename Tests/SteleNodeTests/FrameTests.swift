@@ -207,9 +207,9 @@ struct MailboxTests {
         let batch = (1...10).map { signer.request(timestamp: UInt64($0), payload: [UInt8](repeating: 1, count: 1_000)) }
         let frame = Frame.message(.prePrepare(PrePrepare(view: View(0), sequence: SequenceNumber(1), primary: ReplicaID(0), batch: batch)))
         let exact = frame.encodedPayload().count
-        #expect(ReplicaNode.oversizeBytes(frame, frameBytesMax: exact) == nil)
-        #expect(ReplicaNode.oversizeBytes(frame, frameBytesMax: exact - 1) == exact)
-        #expect(ReplicaNode.oversizeBytes(frame, frameBytesMax: 4 * 1024 * 1024) == nil)
+        #expect(PeerLinks.oversizeBytes(frame, frameBytesMax: exact) == nil)
+        #expect(PeerLinks.oversizeBytes(frame, frameBytesMax: exact - 1) == exact)
+        #expect(PeerLinks.oversizeBytes(frame, frameBytesMax: 4 * 1024 * 1024) == nil)
         // The decoder on the other side refuses exactly those.
         var buffer = ByteBuffer()
         try? FrameEncoder().encode(data: frame, out: &buffer)
@@ -237,7 +237,7 @@ struct MailboxTests {
     @Test("the replica-link limit holds a VIEW-CHANGE of a full window of full batches")
     func peerLimitCoversAViewChange() {
         let parameters = ProtocolParameters()
-        let limit = ReplicaNode.peerFrameBytesMax(parameters: parameters, floor: 4 * 1024 * 1024)
+        let limit = PeerLinks.frameBytesMax(parameters: parameters, floor: 4 * 1024 * 1024)
         #expect(limit >= Int(parameters.watermarkWindow) * parameters.batchBytesMax + 4 * 1024 * 1024)
         #expect(limit < 128 * 1024 * 1024)
         var small = parameters
@@ -245,8 +245,8 @@ struct MailboxTests {
         small.watermarkWindow = 4
         small.checkpointInterval = 2
         // 4 certificates of up to 1 KiB batches (or one request of up to 64 KiB), plus headers.
-        #expect(ReplicaNode.peerFrameBytesMax(parameters: small, floor: 4 * 1024 * 1024) == 4 * (1_024 + 72 * 1_024) + 4 * 1024 * 1024)
-        #expect(ReplicaNode.peerFrameBytesMax(parameters: small, floor: 64 * 1024 * 1024) == 64 * 1024 * 1024)
+        #expect(PeerLinks.frameBytesMax(parameters: small, floor: 4 * 1024 * 1024) == 4 * (1_024 + 72 * 1_024) + 4 * 1024 * 1024)
+        #expect(PeerLinks.frameBytesMax(parameters: small, floor: 64 * 1024 * 1024) == 64 * 1024 * 1024)
     }
 
     @Test("the verified-signature memo holds a full window of full batches, within a bound")
