@@ -109,6 +109,9 @@ final class CoreLoop: Sendable {
                 if state.arrivals[key] == nil { state.arrivals[key] = now }
             }
             actions += state.replica.handle(event)
+            // Debug builds only (the simulator checks in every build): a broken structural
+            // invariant is a bug in the core, so the replica stops rather than run on it.
+            assert(state.replica.checkInvariants().isEmpty, "core invariants broken: \(state.replica.checkInvariants())")
         }
         return actions
     }
