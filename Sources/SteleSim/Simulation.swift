@@ -327,7 +327,7 @@ public final class Simulation<Core: ConsensusCore> {
         /// action `index` (count = after all); if that is a persist, `keptRecords` of its
         /// records reached the disk and the next one was torn.
         case betweenActions(index: Int, keptRecords: Int?)
-        /// SteleNode's group commit (ReplicaNode.stage / makeDurable / release): every record of
+        /// SteleNode's group commit (CoreLoop.stage / makeDurable / release): every record of
         /// the list and every ledger append are written, then one WAL fsync and one ledger fsync
         /// run side by side, and only then is anything sent. A crash before both return keeps a
         /// prefix of the list's records (the next one torn, dropped when the log is opened) and,
